@@ -1,0 +1,61 @@
+"""`deepthink` command line. Each subcommand's options live beside its code:
+
+    deepthink data {prefix-sums,mazes,chess}   deepthink/data_cli.py
+    deepthink models                           deepthink/models/cli.py
+    deepthink train RUN.yaml [--key value]     deepthink/train_cli.py
+    deepthink sweep FILE.yaml [--dry-run]      deepthink/sweep/cli.py
+    deepthink demo                             the quickstart (what `make demo` runs)
+
+Run `deepthink COMMAND --help` for each command's options.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> module with add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "data": ("deepthink.data_cli", "generate or convert task data in the easy-to-hard-data layout"),
+    "models": ("deepthink.models.cli", "list registered models with their parameter counts"),
+    "train": ("deepthink.train_cli", "train one model from a run/sweep YAML file"),
+    "sweep": ("deepthink.sweep.cli", "run a YAML grid of trainings as a Ray Tune sweep"),
+    "demo": ("deepthink.demo", "run the quickstart sweep and print its table and figure"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepthink", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:  # TEMPORARY during bring-up; removed at integration
+            if e.name != module:
+                raise
+            continue
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from deepthink.config import ConfigError
+    from deepthink.tasks.io import DataError
+    try:
+        return int(args._run(args) or 0)
+    except (ConfigError, DataError) as e:
+        print(f"deepthink {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"deepthink {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Model registry: `MODELS[name]` holds the variant flags, `build_model(name, ...)` builds it.
+
+    ff_net     paper 1 feed-forward: (d-4)/4 separate blocks
+    recur_net  paper 1 recurrent: one block shared over (d-4)/4 iterations
+    dt_net     paper 2 DT: recurrent, no recall
+    dt_recall  paper 2 DT-Recall: the input concatenated to the state at every iteration
+
+The 1D/2D choice and input channels come from the task, never from the model name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deepthink.models.net import ModelConfig, ThinkingNet, ThinkOutput, count_parameters
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    recall: bool
+    shared: bool
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {s.name: s for s in [
+    ModelSpec("ff_net", recall=False, shared=False, description="feed-forward, separate blocks (paper 1)"),
+    ModelSpec("recur_net", recall=False, shared=True, description="recurrent, shared block (paper 1)"),
+    ModelSpec("dt_net", recall=False, shared=True, description="DT: recurrent (paper 2)"),
+    ModelSpec("dt_recall", recall=True, shared=True, description="DT-Recall: input recalled every iteration (paper 2)"),
+]}
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered models: {sorted(MODELS)}") from None
+
+
+def model_iterations(depth: int) -> int:
+    """Paper 1's effective depth d -> iterations (d - 4) / 4 (projection 1 + 4 per block + head 3)."""
+    if depth < 8 or (depth - 4) % 4:
+        raise ValueError("an effective depth 4*k + 4 with k >= 1 (8, 12, ..., 40, 44, 48)")
+    return (depth - 4) // 4
+
+
+def build_model(name: str, *, width: int, max_iters: int, in_channels: int, dims: int) -> ThinkingNet:
+    spec = get_model_spec(name)
+    return ThinkingNet(ModelConfig(width=width, max_iters=max_iters, in_channels=in_channels,
+                                   dims=dims, recall=spec.recall, shared=spec.shared))
+
+
+__all__ = ["MODELS", "ModelSpec", "ModelConfig", "ThinkingNet", "ThinkOutput", "build_model",
+           "count_parameters", "get_model_spec", "model_iterations"]

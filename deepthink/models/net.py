@@ -1,0 +1,73 @@
+"""The one network class behind every registered model (STYLE: variants are config, not copies).
+
+    projection: conv(in -> w) + ReLU                  # (B, in, *S) -> (B, w, *S)
+    iterate:    state = block_i(state [, x])          # i-th block (ff) or the shared block (recurrent)
+    head:       logits = head(state)                  # (B, 2, *S)
+
+`forward(x, iters, state=None)` has one signature and one return type (`ThinkOutput`) in training
+and evaluation. Per-iteration evaluation drives `project`/`step`/`head` directly so that memory
+does not grow with the number of test iterations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from deepthink.models.blocks import RecurBlock, conv, head
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    width: int
+    max_iters: int          # training iterations; = number of blocks for a feed-forward net
+    in_channels: int
+    dims: int               # 1 or 2 spatial dimensions
+    recall: bool = False    # concatenate the input to the state at every iteration (DT-Recall)
+    shared: bool = True     # one block reused every iteration (recurrent) vs separate blocks (ff)
+    out_channels: int = 2
+
+
+class ThinkOutput(NamedTuple):
+    logits: torch.Tensor    # (B, out, *S) after the last iteration run
+    state: torch.Tensor     # (B, width, *S) recurrent state after the last iteration
+
+
+class ThinkingNet(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        recall_ch = cfg.in_channels if cfg.recall else 0
+        n_blocks = 1 if cfg.shared else cfg.max_iters
+        self.projection = nn.Sequential(conv(cfg.dims, cfg.in_channels, cfg.width), nn.ReLU())
+        self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch) for _ in range(n_blocks))
+        self.head = head(cfg.dims, cfg.width, cfg.out_channels)
+
+    @property
+    def max_test_iters(self) -> int | None:
+        """The most iterations this model can run: None (unbounded) for recurrent nets."""
+        return None if self.cfg.shared else self.cfg.max_iters
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(x)
+
+    def step(self, state: torch.Tensor, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Iteration i (0-based) of the recurrence."""
+        if not self.cfg.shared and i >= len(self.blocks):
+            raise ValueError(f"feed-forward net has {len(self.blocks)} blocks; cannot run iteration {i + 1}")
+        return self.blocks[0 if self.cfg.shared else i](state, x)
+
+    def forward(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> ThinkOutput:
+        """Run `iters` iterations from `state` (projected input if None); `start` is the index of
+        the first iteration (only matters for feed-forward nets, whose blocks differ)."""
+        if state is None:
+            state = self.project(x)
+        for i in range(start, start + iters):
+            state = self.step(state, x, i)
+        return ThinkOutput(self.head(state), state)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,91 @@
+"""Safe on-disk writes for generated data: several Ray trials may ask for the same missing files.
+
+`generate_once(target_dir, make)` takes an exclusive file lock beside `target_dir`, re-checks that
+the data is still missing, lets `make(tmp_dir)` write into a private temporary directory, then
+renames the whole directory into place. Readers therefore see either nothing or complete files.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+class DataError(RuntimeError):
+    """Missing, unreadable or unwritable data; the message says which file and how to fix it."""
+
+
+@contextmanager
+def file_lock(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def ensure_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"data root {root} cannot be created ({e.strerror}); "
+                        f"pass --data-root DIR or set $DEEPTHINK_DATA to a writable directory") from None
+    if not os.access(root, os.W_OK):
+        raise DataError(f"data root {root} is not writable; pass --data-root DIR or set "
+                        f"$DEEPTHINK_DATA to a writable directory")
+
+
+def write_files_atomically(target_dir: Path, files: dict[str, Callable[[Path], None]], overwrite: bool = False) -> list[Path]:
+    """Write several files into `target_dir` (which may already exist and hold other files).
+
+    Each writer receives a temporary path in the same directory; it is renamed over the final name
+    only after it was fully written. Under one lock per directory, so concurrent callers serialize
+    and a file that appeared meanwhile is not rewritten (unless overwrite)."""
+    ensure_writable(target_dir.parent)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with file_lock(target_dir.parent / f".{target_dir.name}.lock"):
+        for name, writer in files.items():
+            final = target_dir / name
+            if final.exists() and not overwrite:
+                continue
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target_dir)
+            os.close(fd)
+            try:
+                writer(Path(tmp))
+                os.replace(tmp, final)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            written.append(final)
+    return written
+
+
+def write_dir_atomically(target_dir: Path, make: Callable[[Path], None], overwrite: bool = False) -> bool:
+    """Create `target_dir` by letting `make(tmp)` fill a temp dir, then renaming it into place.
+
+    Returns True if this call wrote it, False if it already existed (someone else made it)."""
+    ensure_writable(target_dir.parent)
+    with file_lock(target_dir.parent / f".{target_dir.name}.lock"):
+        if target_dir.exists() and not overwrite:
+            return False
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
+        try:
+            make(tmp)
+            if target_dir.exists():
+                shutil.rmtree(target_dir)
+            os.replace(tmp, target_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return True
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("DEEPTHINK_DATA", "./data")).expanduser().resolve()
