@@ -59,6 +59,7 @@ def write_files_atomically(target_dir: Path, files: dict[str, Callable[[Path], N
             os.close(fd)
             try:
                 writer(Path(tmp))
+                os.chmod(tmp, 0o644)   # mkstemp makes it owner-only; data is meant to be shared
                 os.replace(tmp, final)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -77,6 +78,7 @@ def write_dir_atomically(target_dir: Path, make: Callable[[Path], None], overwri
             return False
         tmp = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
         try:
+            tmp.chmod(0o755)   # mkdtemp makes it owner-only; data is meant to be shared
             make(tmp)
             if target_dir.exists():
                 shutil.rmtree(target_dir)
@@ -85,6 +87,14 @@ def write_dir_atomically(target_dir: Path, make: Callable[[Path], None], overwri
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return True
+
+
+def save_tensor(t, path: Path) -> None:
+    """torch.save through a file object: given a path, torch names the archive inside the file after
+    the (random) temporary file name, so identical data would give different bytes."""
+    import torch
+    with open(path, "wb") as fh:
+        torch.save(t, fh)
 
 
 def default_data_root() -> Path:

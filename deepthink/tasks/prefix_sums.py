@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from deepthink.tasks.base import Task, register
-from deepthink.tasks.io import DataError, write_files_atomically
+from deepthink.tasks.io import DataError, save_tensor, write_files_atomically
 
 FOLDER = "prefix_sums_data"
 
@@ -92,8 +92,8 @@ class PrefixSums(Task):
         targets = torch.from_numpy(np.cumsum(bits, axis=1) % 2).float()
         data_path, target_path = self.paths(root, n)
         return write_files_atomically(data_path.parent, {
-            data_path.name: lambda p: torch.save(data, p),
-            target_path.name: lambda p: torch.save(targets, p),
+            data_path.name: lambda p: save_tensor(data, p),
+            target_path.name: lambda p: save_tensor(targets, p),
         }, overwrite=True)
 
     def load_raw(self, root, difficulty, split, count, download):
