@@ -80,9 +80,13 @@ def write_dir_atomically(target_dir: Path, make: Callable[[Path], None], overwri
         try:
             tmp.chmod(0o755)   # mkdtemp makes it owner-only; data is meant to be shared
             make(tmp)
-            if target_dir.exists():
-                shutil.rmtree(target_dir)
+            old = None
+            if target_dir.exists():   # move aside first so readers never find the name missing for long
+                old = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.old.", dir=target_dir.parent))
+                os.replace(target_dir, old / "d")
             os.replace(tmp, target_dir)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
