@@ -108,7 +108,7 @@ class SweepConfig:
     storage: str
     max_failures: int = 2
     description: str = ""
-    cost: dict[str, float] = field(default_factory=dict)   # optional estimate: {gpu_hours_per_trial: x}
+    cost: dict[str, float] = field(default_factory=dict)   # optional: {gpu_hours_per_trial: x, usd_per_gpu_hour: y}
 
     def trials(self) -> list[TrialConfig]:
         return expand_trials(self)
@@ -122,6 +122,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("step", "cosine", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 SOURCES = ("generated", "published")
+# `deepthink sweep --dry-run` multiplies these out: trials x GPU-hours (x price when given).
+COST_KEYS = ("gpu_hours_per_trial", "usd_per_gpu_hour")
 
 
 def _err(path: str, key: str, found: Any, allowed: str) -> ConfigError:
@@ -331,7 +333,13 @@ def validate(raw: dict[str, Any], path: str = "<config>") -> SweepConfig:
     cost = raw.get("cost", {}) or {}
     if not isinstance(cost, dict):
         raise _err(path, "cost", cost, "a mapping like {gpu_hours_per_trial: 2.0}")
+    for k in cost:
+        if k not in COST_KEYS:
+            raise _err(path, f"cost.{k}", k, f"one of {list(COST_KEYS)} (unknown key)")
     cost = {k: _check_scalar(path, f"cost.{k}", v, float) for k, v in cost.items()}
+    for k, v in cost.items():
+        if v < 0:
+            raise _err(path, f"cost.{k}", v, "a non-negative number")
 
     sweep = SweepConfig(path=path, name=name, task=task, data=data, grid=grid, seeds=seeds,
                         train=train, test=test, resources=resources, storage=storage,

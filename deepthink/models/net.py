@@ -43,21 +43,33 @@ class ThinkingNet(nn.Module):
         n_blocks = 1 if cfg.shared else cfg.max_iters
         self.projection = nn.Sequential(conv(cfg.dims, cfg.in_channels, cfg.width), nn.ReLU())
         self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch) for _ in range(n_blocks))
-        self.head = head(cfg.dims, cfg.width, cfg.out_channels)
+        self.head_convs = head(cfg.dims, cfg.width, cfg.out_channels)
 
     @property
     def max_test_iters(self) -> int | None:
         """The most iterations this model can run: None (unbounded) for recurrent nets."""
         return None if self.cfg.shared else self.cfg.max_iters
 
+    def _in(self, t: torch.Tensor) -> torch.Tensor:
+        """1D nets run 2D convs: (B, C, L) -> (B, C, 1, L) view (blocks.py says why)."""
+        return t.unsqueeze(2) if self.cfg.dims == 1 else t
+
+    def _out(self, t: torch.Tensor) -> torch.Tensor:
+        return t.squeeze(2) if self.cfg.dims == 1 else t
+
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projection(x)
+        """(B, in, *S) -> state (B, w, *S)."""
+        return self._out(self.projection(self._in(x)))
 
     def step(self, state: torch.Tensor, x: torch.Tensor, i: int) -> torch.Tensor:
-        """Iteration i (0-based) of the recurrence."""
+        """Iteration i (0-based) of the recurrence: state (B, w, *S), x (B, in, *S) -> (B, w, *S)."""
         if not self.cfg.shared and i >= len(self.blocks):
             raise ValueError(f"feed-forward net has {len(self.blocks)} blocks; cannot run iteration {i + 1}")
-        return self.blocks[0 if self.cfg.shared else i](state, x)
+        return self._out(self.blocks[0 if self.cfg.shared else i](self._in(state), self._in(x)))
+
+    def head(self, state: torch.Tensor) -> torch.Tensor:
+        """state (B, w, *S) -> logits (B, out, *S)."""
+        return self._out(self.head_convs(self._in(state)))
 
     def forward(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> ThinkOutput:
         """Run `iters` iterations from `state` (projected input if None); `start` is the index of
