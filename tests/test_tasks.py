@@ -1,0 +1,75 @@
+"""Contract tests over the task registry: every registered task is covered without new test code.
+
+Data comes from each task's own generator at tiny difficulties; a task that cannot generate (chess
+converts a Lichess export) is fed the committed real-puzzle fixture through its CLI."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepthink.cli import main
+from deepthink.config import DataConfig
+from deepthink.tasks import TASKS, get_task
+from deepthink.tasks.io import DataError
+
+FIXTURE_CSV = Path(__file__).parent / "fixtures" / "lichess_sample.csv"
+
+
+def tiny_data(task, root: Path) -> DataConfig:
+    """A small DataConfig for `task` whose files exist under root."""
+    smallest = next(d for d in range(8, 1000) if task.check_difficulty(d) is None)
+    harder = next(d for d in range(smallest + 1, 1000) if task.check_difficulty(d) is None)
+    try:
+        task.generate(root, smallest, "train", 40, seed=0)
+    except DataError:   # not generatable: convert the committed real data instead
+        assert main(["data", task.cli_name, "--csv", str(FIXTURE_CSV), "--data-root", str(root)]) == 0
+        return DataConfig(train=0, eval=[200], count=40)
+    return DataConfig(train=smallest, eval=[harder], count=40)
+
+
+@pytest.fixture(params=sorted(TASKS))
+def task(request):
+    return get_task(request.param)
+
+
+def test_unknown_task_names_the_registry():
+    with pytest.raises(KeyError, match="registered tasks"):
+        get_task("sudoku")
+
+
+def test_splits_have_the_declared_shapes(task, data_root):
+    data = tiny_data(task, data_root)
+    splits = task.splits(data, data_root)
+    assert [s.split for s in splits] == ["train", "val"] + ["test"] * len(data.eval)
+    for s in splits:
+        assert s.inputs.dtype == torch.float32 and s.targets.dtype == torch.long
+        assert s.inputs.dim() == 2 + task.dims and s.inputs.shape[1] == task.in_channels
+        assert s.targets.shape == (s.inputs.shape[0], *s.inputs.shape[2:])
+        assert int(s.targets.min()) >= 0 and int(s.targets.max()) < task.num_classes
+    assert len(splits[0]) + len(splits[1]) == data.count
+
+
+def test_metric_accepts_the_truth_and_rejects_one_wrong_position(task, data_root):
+    s = task.splits(tiny_data(task, data_root), data_root)[-1]
+    x, y = s.inputs[:8], s.targets[:8]
+    logits = torch.nn.functional.one_hot(y, task.num_classes).movedim(-1, 1).float() * 4.0  # (B, 2, *S)
+    assert task.correct(logits, x, y).all()
+    conf = task.confidence(logits, x)
+    assert conf.shape == (8,) and bool(((conf > 0) & (conf <= 1)).all())
+    mask = task.loss_mask(x)
+    if mask is not None:
+        assert mask.shape == y.shape and mask.dtype == torch.bool
+    counted = mask[0] if mask is not None else torch.ones_like(y[0], dtype=torch.bool)
+    # a counted position whose answer is class 1 (for chess, one of the two move squares)
+    pos = tuple((counted & (y[0] == 1)).nonzero()[0].tolist())
+    wrong = logits.clone()
+    wrong[(0, slice(None)) + pos] = wrong[(0, slice(None)) + pos].flip(0)
+    got = task.correct(wrong, x, y)
+    assert not got[0] and got[1:].all()
+
+
+def test_default_data_is_valid(task):
+    d = DataConfig(**task.default_data())
+    for diff in [d.train, *d.eval]:
+        assert task.check_difficulty(diff) is None
+    assert task.check_difficulty(-1) is not None
