@@ -1,0 +1,103 @@
+"""Per-iteration evaluation whose memory does not grow with the number of test iterations.
+
+The reference code keeps every iteration's output (B, K, 2, *S) before scoring it: at 512 bits or
+201x201 mazes and 1,000 iterations that is gigabytes. Here the model is driven one iteration at a
+time (`model.project` / `model.step` / `model.head`) and only running counters are kept:
+
+- `iteration_correct[i]`: examples solved after exactly i+1 iterations (whole-sample metric of the
+  task, `task.correct`);
+- `max_conf_correct[i]`: examples whose most confident output among iterations 1..i+1
+  (`task.confidence`; earliest wins a tie) is right. The running maximum makes every prefix K'
+  cost nothing extra.
+
+Large inputs are processed in chunks of `batch_size` examples; counters stay on the device and are
+read once per split (no host synchronisation per iteration). Memory: one chunk's input, state and
+logits, whatever K is.
+
+    from deepthink.evaluate import evaluate_split
+    res = evaluate_split(model, task, x, y, iters=100, batch_size=500, precision=p)
+    res.accuracy("iteration")      # [percent after 1, 2, ..., 100 iterations]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from deepthink.models import ThinkingNet
+from deepthink.precision import Precision
+from deepthink.tasks.base import Task
+
+
+@dataclass
+class SplitResult:
+    n_examples: int
+    iteration_correct: list[int]     # [correct after 1 iteration, ..., after K]
+    max_conf_correct: list[int]      # [correct of the most confident of 1..1, ..., of 1..K]
+
+    @property
+    def iterations(self) -> int:
+        return len(self.iteration_correct)
+
+    def accuracy(self, metric: str) -> list[float]:
+        """Whole-sample accuracy in percent per test iteration; metric 'iteration' | 'max_confidence'."""
+        counts = {"iteration": self.iteration_correct, "max_confidence": self.max_conf_correct}[metric]
+        return [100.0 * c / self.n_examples for c in counts]
+
+
+def runnable_iterations(model: ThinkingNet, iters: int) -> int:
+    """Iterations a model can be evaluated at: all of them for recurrent nets, the block count for
+    feed-forward nets."""
+    cap = model.max_test_iters
+    return iters if cap is None else min(iters, cap)
+
+
+@torch.inference_mode()
+def evaluate_split(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets: torch.Tensor,
+                   iters: int, *, batch_size: int, precision: Precision) -> SplitResult:
+    """Score `inputs` (N, C, *S) against `targets` (N, *S) after every iteration 1..iters."""
+    was_training = model.training
+    model.eval()
+    k = runnable_iterations(model, iters)
+    device = inputs.device
+    it_correct = torch.zeros(k, dtype=torch.long, device=device)    # (K,)
+    mc_correct = torch.zeros(k, dtype=torch.long, device=device)    # (K,)
+    try:
+        for start in range(0, inputs.shape[0], batch_size):
+            x = precision.prepare_inputs(inputs[start:start + batch_size])   # (b, C, *S)
+            y = targets[start:start + batch_size]                             # (b, *S)
+            best_conf = torch.full((x.shape[0],), -1.0, device=device)        # (b,)
+            best_ok = torch.zeros(x.shape[0], dtype=torch.bool, device=device)
+            with precision.autocast():
+                state = model.project(x)                                      # (b, w, *S)
+                for i in range(k):
+                    state = model.step(state, x, i)
+                    logits = model.head(state)                                # (b, 2, *S)
+                    ok = task.correct(logits, x, y)                           # (b,) bool
+                    conf = task.confidence(logits, x).float()                 # (b,)
+                    better = conf > best_conf          # strict: the earliest iteration wins ties
+                    best_conf = torch.where(better, conf, best_conf)
+                    best_ok = torch.where(better, ok, best_ok)
+                    it_correct[i] += ok.sum()
+                    mc_correct[i] += best_ok.sum()
+    finally:
+        model.train(was_training)
+    return SplitResult(int(inputs.shape[0]), it_correct.tolist(), mc_correct.tolist())
+
+
+@torch.inference_mode()
+def accuracy_at(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets: torch.Tensor,
+                iters: int, *, batch_size: int, precision: Precision) -> float:
+    """Whole-sample accuracy (percent) after exactly `iters` iterations (the per-epoch log)."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=inputs.device)
+    try:
+        for start in range(0, inputs.shape[0], batch_size):
+            x = precision.prepare_inputs(inputs[start:start + batch_size])
+            with precision.autocast():
+                logits = model(x, runnable_iterations(model, iters)).logits      # (b, 2, *S)
+            correct += task.correct(logits, x, targets[start:start + batch_size]).sum()
+    finally:
+        model.train(was_training)
+    return 100.0 * correct.item() / max(1, inputs.shape[0])

@@ -1,0 +1,51 @@
+"""Optimizers and the learning-rate schedule of `deepthink.train` (config section `train`).
+
+    optimizer: adam | adamw | sgd      weight_decay (L2 for adam/sgd, decoupled for adamw), momentum (sgd)
+    warmup: E                          linear warmup over the first E epochs, per batch
+    schedule: step | cosine | none     step: lr * gamma^(milestones passed); cosine: to 0 at the end
+
+The learning rate is a pure function of the (fractional) epoch, set on the optimizer before every
+batch (a Python float: no device work). A resumed trial therefore needs no scheduler state: the
+epoch in the checkpoint determines it exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from deepthink.config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"train.optimizer: found {cfg.optimizer!r}; expected one of ['adam', 'adamw', 'sgd']")
+
+
+def lr_at(cfg: TrainConfig, epoch: int, batch: int, batches_per_epoch: int) -> float:
+    """Learning rate for batch `batch` (0-based) of epoch `epoch` (0-based)."""
+    t = epoch + batch / batches_per_epoch          # fractional epochs done before this batch
+    factor = 1.0
+    if cfg.warmup > 0:                             # reaches 1 at the last batch of the warmup
+        factor *= min(1.0, (t + 1.0 / batches_per_epoch) / cfg.warmup)
+    if cfg.schedule == "step":
+        factor *= cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    elif cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup, 1)
+        progress = min(max(t - cfg.warmup, 0.0) / span, 1.0)
+        factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+    elif cfg.schedule != "none":
+        raise ValueError(f"train.schedule: found {cfg.schedule!r}; expected one of ['step', 'cosine', 'none']")
+    return cfg.lr * factor
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

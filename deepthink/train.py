@@ -1,0 +1,276 @@
+"""The Ray-free trainer: one trial = train one model, then evaluate it at every test iteration.
+
+    from deepthink.train import run_trial
+    outcome = run_trial(cfg, data_root, trial_id="abc", checkpoint_dir=Path("ckpt"))
+    results.write_trial("results/my_sweep", "abc", outcome.rows)
+
+(`deepthink train RUN.yaml` does exactly this; `deepthink sweep` calls it from a Ray Tune trainable.)
+
+Training (DESIGN.md section 3): progressive loss, per batch
+    n ~ U{0..max_iters-1}, k ~ U{1..max_iters-n}
+    loss = (1-alpha) * CE(output after max_iters) + alpha * CE(output after n iterations without
+           autograd, then k with it; the state starts from the projection)
+alpha = 1 never runs the max_iters pass, alpha = 0 never runs the progressive one, and with
+0 < alpha < 1 the no-grad state after n iterations is read (detached) from the max_iters pass
+instead of being recomputed. Feed-forward nets (separate blocks) train with alpha = 0: their
+blocks differ, so "k more iterations from iteration n" is not the recurrence the loss is about. A
+log line says so; rows keep the configured alpha, so that every trial of a model x alpha grid stays
+its own group in the tables (and matches the sweep's trial keys). Masked tasks (mazes) zero the loss
+outside counted positions (`task.loss_mask`), then average over all positions like the reference.
+
+Speed: every split lives on the device and batches are gathered by index (no DataLoader); the
+loss is accumulated on the device and read once per NAN_CHECK_EVERY batches and per epoch; the
+learning rate is a Python float per batch; bf16 autocast and channels-last per deepthink/precision.py.
+
+Faults: a non-finite loss stops training (status 'diverged'); the weights of the last finite epoch
+are evaluated. Checkpoints (deepthink/checkpoint.py) hold everything needed for a resumed trial to
+produce exactly the rows of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import random
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepthink.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from deepthink.config import TrialConfig
+from deepthink.evaluate import SplitResult, accuracy_at, evaluate_split
+from deepthink.models import ThinkingNet, build_model, count_parameters
+from deepthink.optim import build_optimizer, lr_at, set_lr
+from deepthink.precision import Precision, flush_subnormal_, resolve_precision
+from deepthink.tasks import Split, Task, get_task
+
+EPOCH_EVAL_EXAMPLES = 256     # fixed train/val subsets behind the per-epoch train_acc / val_acc
+NAN_CHECK_EVERY = 50          # batches between the (only) host reads of the running loss
+
+
+@dataclass
+class TrialOutcome:
+    status: str               # 'ok' | 'diverged'
+    rows: list[dict]          # deepthink.results rows (metric 'iteration' and 'max_confidence')
+    epochs_completed: int
+    train_seconds: float
+    n_params: int
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def effective_alpha(cfg: TrialConfig, model: ThinkingNet) -> float:
+    """The progressive-loss weight used: cfg.train.alpha, or 0 for feed-forward nets."""
+    return cfg.train.alpha if model.max_test_iters is None else 0.0
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean CE over positions, uncounted positions (mask (B, *S) False) contributing 0. Divided by
+    all positions, as the reference does, so learning rates and clipping carry over from it."""
+    loss = F.cross_entropy(logits.float(), targets, reduction="none")     # (B, *S)
+    if mask is not None:
+        loss = loss * mask
+    return loss.mean()
+
+
+def progressive_loss(model: ThinkingNet, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
+                     alpha: float, max_iters: int, rng: random.Random) -> torch.Tensor:
+    """The training loss of one batch (call inside the precision's autocast)."""
+    n = k = 0
+    if alpha > 0:
+        n = rng.randrange(0, max_iters)                  # iterations without autograd
+        k = rng.randrange(1, max_iters - n + 1)          # iterations with autograd after them
+    loss = torch.zeros((), device=x.device)
+    start_state = None                                   # None: the progressive run projects x itself
+    if alpha < 1:
+        state = model.project(x)                         # (B, w, *S)
+        if alpha > 0 and n == 0:
+            start_state = state                          # shared projection, gradients from both terms
+        for i in range(max_iters):
+            state = model.step(state, x, i)
+            if alpha > 0 and n > 0 and i == n - 1:
+                start_state = state.detach()             # = n no-grad iterations, without recomputing
+        loss = loss + (1 - alpha) * masked_cross_entropy(model.head(state), y, mask)
+    if alpha > 0:
+        if n > 0 and start_state is None:                # alpha == 1: run the n iterations, no autograd
+            with torch.no_grad():
+                start_state = model.project(x)
+                for i in range(n):
+                    start_state = model.step(start_state, x, i)
+        out = model(x, k, state=start_state, start=n)
+        loss = loss + alpha * masked_cross_entropy(out.logits, y, mask)
+    return loss
+
+
+def train_epoch(model: ThinkingNet, opt: torch.optim.Optimizer, cfg: TrialConfig, alpha: float,
+                epoch: int, data: tuple, shuffle: torch.Generator, rng: random.Random,
+                precision: Precision) -> tuple[float, float]:
+    """One pass over the training data. Returns (mean loss, lr of the last batch); the loss is
+    NaN/inf as soon as a check sees a non-finite value (the caller then rolls back)."""
+    x_all, y_all, mask_all = data                        # (N, C, *S), (N, *S), (N, *S) | None
+    n_examples, bs = x_all.shape[0], cfg.train.batch_size
+    batches = math.ceil(n_examples / bs)
+    perm = torch.randperm(n_examples, generator=shuffle).to(x_all.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_sum = torch.zeros((), device=x_all.device)
+    lr = cfg.train.lr
+    model.train()
+    for b in range(batches):
+        idx = perm[b * bs:(b + 1) * bs]
+        x = precision.prepare_inputs(x_all[idx])
+        mask = None if mask_all is None else mask_all[idx]
+        lr = lr_at(cfg.train, epoch, b, batches)
+        set_lr(opt, lr)
+        with precision.autocast():
+            loss = progressive_loss(model, x, y_all[idx], mask, alpha, cfg.max_iters, rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.clip)
+        opt.step()
+        loss_sum += loss.detach()
+        if (b + 1) % NAN_CHECK_EVERY == 0 and not math.isfinite(loss_sum.item()):
+            return float("nan"), lr
+    return loss_sum.item() / batches, lr
+
+
+def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_dir: Path,
+              resume_from: Path | None = None,
+              on_epoch: Callable[[dict, Path | None], None] | None = None,
+              device: str | None = None, log: Callable[[str], None] = print) -> TrialOutcome:
+    """Train (or continue training) one trial, evaluate it, return its result rows."""
+    dev = resolve_device(device)
+    task = get_task(cfg.task)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    torch.set_flush_denormal(True)     # this thread only; flush_subnormal_ covers the weights
+    splits = task.splits(cfg.data, Path(data_root), split_seed=cfg.data.seed)
+    model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters,
+                        in_channels=task.in_channels, dims=task.dims)
+    n_params = count_parameters(model)
+    alpha = effective_alpha(cfg, model)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+
+    ckpt = load_checkpoint(Path(resume_from), cfg.to_dict()) if resume_from is not None else None
+    precision = resolve_precision(ckpt["precision"] if ckpt else cfg.train.precision, dev)
+    model = precision.prepare_model(model.to(dev))
+    opt = build_optimizer(model, cfg.train)
+    epoch, train_seconds, status = 0, 0.0, "training"
+    if ckpt:
+        epoch, train_seconds, status = ckpt["epoch"], ckpt["train_seconds"], ckpt["status"]
+        _load_states(model, opt, ckpt, Path(resume_from), with_optimizer=status == "training")
+        restore_rng(ckpt["rng"], shuffle, rng)
+        state = "finished" if status == "training" and epoch >= cfg.train.epochs else status
+        log(f"resumed from {Path(resume_from)} after epoch {epoch} ({state})")
+    if alpha != cfg.train.alpha:
+        log(f"note: {cfg.model} has separate blocks; training with alpha 0 (config says {cfg.train.alpha:g})")
+    log(f"trial {trial_id}: {cfg.task} {cfg.model} width {cfg.width} max_iters {cfg.max_iters} "
+        f"alpha {alpha:g} seed {cfg.seed} | {n_params:,} parameters | {dev} {precision.name}"
+        f"{' channels-last' if precision.channels_last else ''} {torch.get_num_threads()} threads | "
+        f"train {len(splits[0])} val {len(splits[1])} examples")
+
+    train, val = splits[0], splits[1]
+    x_train = precision.prepare_inputs(train.inputs.to(dev))
+    y_train = train.targets.to(dev)
+    data = (x_train, y_train, task.loss_mask(x_train))
+    x_val, y_val = precision.prepare_inputs(val.inputs.to(dev)), val.targets.to(dev)
+    good = _snapshot(model)
+    while status == "training" and epoch < cfg.train.epochs:
+        t0 = time.perf_counter()
+        loss, lr = train_epoch(model, opt, cfg, alpha, epoch, data, shuffle, rng, precision)
+        if not (math.isfinite(loss) and _weights_finite(model)):
+            status = "diverged"
+            train_seconds += time.perf_counter() - t0
+            model.load_state_dict(good)
+            log(f"epoch {epoch + 1:>4}/{cfg.train.epochs}: loss is not finite; stopping (diverged) and "
+                f"evaluating the weights after epoch {epoch}")
+            save_checkpoint(checkpoint_dir, _payload(cfg, model, opt, epoch, status, precision,
+                                                     train_seconds, shuffle, rng))
+            break
+        flush_subnormal_(model)
+        epoch += 1
+        eb = cfg.test.batch_size
+        train_acc = accuracy_at(model, task, x_train[:EPOCH_EVAL_EXAMPLES], y_train[:EPOCH_EVAL_EXAMPLES],
+                                cfg.max_iters, batch_size=eb, precision=precision)
+        val_acc = accuracy_at(model, task, x_val[:EPOCH_EVAL_EXAMPLES], y_val[:EPOCH_EVAL_EXAMPLES],
+                              cfg.max_iters, batch_size=eb, precision=precision)
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        good = _snapshot(model)
+        written = None
+        if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs:
+            save_checkpoint(checkpoint_dir, _payload(cfg, model, opt, epoch, status, precision,
+                                                     train_seconds, shuffle, rng))
+            written = Path(checkpoint_dir)
+        metrics = {"epoch": epoch, "loss": loss, "train_acc": train_acc, "val_acc": val_acc,
+                   "lr": lr, "seconds": seconds}
+        log(f"epoch {epoch:>4}/{cfg.train.epochs}  loss {loss:.4f}  train_acc {train_acc:6.2f}  "
+            f"val_acc {val_acc:6.2f}  lr {lr:.3g}  {seconds:.1f}s")
+        if on_epoch is not None:
+            on_epoch(metrics, written)
+
+    final_status = "diverged" if status == "diverged" else "ok"
+    t0 = time.perf_counter()
+    results = [(s, evaluate_split(model, task, s.inputs.to(dev), s.targets.to(dev), cfg.test.iterations,
+                                  batch_size=cfg.test.batch_size, precision=precision)) for s in splits]
+    log(f"evaluated {len(splits)} splits at {results[0][1].iterations} iterations in "
+        f"{time.perf_counter() - t0:.1f}s: " + ", ".join(
+            f"{s.split} {s.difficulty}: {max(r.accuracy('iteration')):.1f}% best" for s, r in results))
+    rows = result_rows(cfg, trial_id, task, results, status=final_status, epochs_completed=epoch,
+                       n_params=n_params, train_seconds=train_seconds, device=str(dev))
+    return TrialOutcome(final_status, rows, epoch, train_seconds, n_params)
+
+
+def result_rows(cfg: TrialConfig, trial_id: str, task: Task, results: list[tuple[Split, SplitResult]], *,
+                status: str, epochs_completed: int, n_params: int, train_seconds: float,
+                device: str) -> list[dict]:
+    """One row per (split, difficulty, metric, test_iters), in deepthink/results.py's schema."""
+    common = {"sweep": cfg.sweep, "trial_id": trial_id, "task": task.name, "model": cfg.model,
+              "width": cfg.width, "depth": cfg.depth, "max_iters": cfg.max_iters, "alpha": cfg.train.alpha,
+              "seed": cfg.seed, "train_difficulty": cfg.data.train, "status": status,
+              "epochs": cfg.train.epochs, "epochs_completed": epochs_completed, "lr": cfg.train.lr,
+              "n_params": n_params, "train_seconds": train_seconds, "node": socket.gethostname(),
+              "device": device, "error": None}
+    rows = []
+    for split, res in results:
+        for metric in ("iteration", "max_confidence"):
+            for i, acc in enumerate(res.accuracy(metric), start=1):
+                rows.append({**common, "split": split.split, "difficulty": split.difficulty,
+                             "metric": metric, "test_iters": i, "accuracy": acc,
+                             "n_examples": res.n_examples})
+    return rows
+
+
+def _weights_finite(model: ThinkingNet) -> bool:
+    """One host sync: the last update can overflow the weights after a finite loss."""
+    return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
+
+
+def _snapshot(model: ThinkingNet) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _payload(cfg, model, opt, epoch, status, precision, train_seconds, shuffle, rng) -> dict:
+    return {"config": cfg.to_dict(), "epoch": epoch, "status": status, "precision": precision.name,
+            "train_seconds": train_seconds, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "rng": capture_rng(shuffle, rng)}
+
+
+def _load_states(model, opt, ckpt: dict, where: Path, with_optimizer: bool) -> None:
+    try:
+        model.load_state_dict(ckpt["model"])
+        if with_optimizer:
+            opt.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{where / 'checkpoint.pt'}: weights do not fit this model "
+                              f"({str(e).splitlines()[0]})") from None

@@ -1,0 +1,131 @@
+"""Per-iteration evaluation against an independent oracle that keeps every iteration's output
+(the reference code's way), for every task and model; chunking; memory flat in the iterations.
+
+    .venv/bin/python -m pytest tests/test_evaluate.py -q
+"""
+import gc
+
+import pytest
+import torch
+
+from deepthink.evaluate import accuracy_at, evaluate_split, runnable_iterations
+from deepthink.models import MODELS, build_model
+from deepthink.precision import resolve_precision
+from deepthink.tasks import TASKS
+
+SPATIAL = {1: (9,), 2: (6, 6)}
+FP32 = resolve_precision("fp32", "cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def setup(task, model_name, n=12, iters=4):
+    torch.manual_seed(0)
+    net = build_model(model_name, width=8, max_iters=iters, in_channels=task.in_channels, dims=task.dims).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand((n, task.in_channels, *SPATIAL[task.dims]), generator=g) - 0.3   # (N, C, *S)
+    with torch.no_grad():
+        # Targets = the net's own answer at iteration 2 for half the examples, random for the rest:
+        # so some iterations score every example and the counts differ between iterations.
+        y = net(x, 2).logits.argmax(1)
+        y[n // 2:] = torch.randint(0, 2, y[n // 2:].shape, generator=g)
+    return net, x, y
+
+
+def oracle(net, task, x, y, iters):
+    """Store all outputs, then score: per-iteration counts and max-confidence counts."""
+    with torch.no_grad():
+        outs = [net(x, k).logits for k in range(1, iters + 1)]                        # K x (N, 2, *S)
+    ok = torch.stack([task.correct(o, x, y) for o in outs])                            # (K, N)
+    conf = torch.stack([task.confidence(o, x) for o in outs])                          # (K, N)
+    per_iter = ok.sum(1).tolist()
+    max_conf = []
+    for k in range(1, iters + 1):
+        best = conf[:k].argmax(0)            # first maximum = earliest iteration on ties
+        max_conf.append(int(ok[best, torch.arange(x.shape[0])].sum()))
+    return per_iter, max_conf
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_matches_oracle_for_every_task_and_model(task_name, model_name):
+    task = TASKS[task_name]
+    net, x, y = setup(task, model_name)
+    k = runnable_iterations(net, 6)              # feed-forward nets stop at their 4 blocks
+    assert k == (4 if model_name == "ff_net" else 6)
+    res = evaluate_split(net, task, x, y, 6, batch_size=5, precision=FP32)   # 3 chunks: 5, 5, 2
+    per_iter, max_conf = oracle(net, task, x, y, k)
+    assert res.n_examples == 12 and res.iterations == k
+    assert res.iteration_correct == per_iter
+    assert res.max_conf_correct == max_conf
+    assert res.accuracy("iteration") == [100.0 * c / 12 for c in per_iter]
+    if task.name == "prefix_sums":           # targets = iteration-2 answers for half the examples
+        assert per_iter[1] >= 6
+    assert accuracy_at(net, task, x, y, 2, batch_size=7, precision=FP32) == pytest.approx(100.0 * per_iter[1] / 12)
+
+
+def test_max_confidence_picks_the_most_confident_iteration():
+    """A stub net whose iteration 2 is confident and right, iteration 3 unsure and wrong."""
+    task = TASKS["prefix_sums"]
+
+    class Stub(torch.nn.Module):
+        max_test_iters = None
+
+        def project(self, x):
+            return torch.zeros(x.shape[0], 1, x.shape[2])
+
+        def step(self, state, x, i):
+            return state + 1
+
+        def head(self, state):
+            it = int(state[0, 0, 0])
+            right = torch.tensor([0.0, 5.0 if it == 2 else 0.5]).view(1, 2, 1)
+            wrong = torch.tensor([0.2, 0.0]).view(1, 2, 1)
+            logits = right if it == 2 else wrong
+            return logits.expand(state.shape[0], 2, state.shape[2])
+
+    x = torch.zeros(4, 1, 3)
+    y = torch.ones(4, 3, dtype=torch.long)
+    res = evaluate_split(Stub(), task, x, y, 4, batch_size=4, precision=FP32)
+    assert res.iteration_correct == [0, 4, 0, 0]
+    assert res.max_conf_correct == [0, 4, 4, 4]
+
+
+def test_chunk_size_does_not_change_counts():
+    task = TASKS["prefix_sums"]
+    net, x, y = setup(task, "dt_recall", n=20)
+    a = evaluate_split(net, task, x, y, 5, batch_size=20, precision=FP32)
+    b = evaluate_split(net, task, x, y, 5, batch_size=3, precision=FP32)
+    assert a == b
+
+
+def test_live_tensors_do_not_grow_with_iterations():
+    """The reference keeps every iteration's output; here the number of live tensors while
+    iterating must not depend on how many iterations have run."""
+    base = TASKS["prefix_sums"]
+    net, x, y = setup(base, "dt_recall", n=6)
+    counts = {}
+
+    class Spy(type(base)):
+        def correct(self, logits, inputs, targets):
+            gc.collect()
+            counts.setdefault("n", []).append(sum(issubclass(type(o), torch.Tensor) for o in gc.get_objects()))
+            return super().correct(logits, inputs, targets)
+
+    evaluate_split(net, Spy(), x, y, 15, batch_size=6, precision=FP32)
+    n = counts["n"]
+    assert len(n) == 15 and max(n[3:]) == min(n[3:]), n
+
+
+def test_bf16_evaluation_runs_and_restores_train_mode():
+    task = TASKS["prefix_sums"]
+    net, x, y = setup(task, "dt_net")
+    net.train()
+    res = evaluate_split(net, task, x, y, 3, batch_size=4, precision=resolve_precision("bf16", "cpu"))
+    assert res.iterations == 3 and net.training

@@ -1,0 +1,110 @@
+"""Models over the registries: shapes for every task, pinned parameter counts, one return type,
+and iteration k being the same whether run alone or read from a longer run.
+
+    .venv/bin/python -m pytest tests/test_models.py -q
+"""
+import pytest
+import torch
+
+from deepthink.models import MODELS, ThinkOutput, build_model, count_parameters, model_iterations
+from deepthink.tasks import TASKS
+
+SPATIAL = {1: (11,), 2: (6, 7)}     # small, deliberately non-square / odd sizes
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make(model_name, task, width=8, iters=3, seed=0):
+    torch.manual_seed(seed)
+    return build_model(model_name, width=width, max_iters=iters, in_channels=task.in_channels, dims=task.dims)
+
+
+def inputs(task, batch=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((batch, task.in_channels, *SPATIAL[task.dims]), generator=g) - 0.5   # (B, C, *S)
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_forward_shapes_and_one_return_type(task_name, model_name):
+    task = TASKS[task_name]
+    net = make(model_name, task)
+    x = inputs(task)
+    outs = []
+    for mode in (net.train, net.eval):
+        mode()
+        out = net(x, 3)
+        assert type(out) is ThinkOutput
+        assert out.logits.shape == (3, 2, *SPATIAL[task.dims])
+        assert out.state.shape == (3, 8, *SPATIAL[task.dims])
+        outs.append(out.logits)
+    assert torch.equal(outs[0], outs[1])          # no train/eval-dependent layers
+    state = net.project(x)
+    assert state.shape == (3, 8, *SPATIAL[task.dims])
+    assert net.head(net.step(state, x, 0)).shape == (3, 2, *SPATIAL[task.dims])
+
+
+# Reference architectures (aks2203/deep-thinking): counts quoted in issue 3 / DESIGN.md section 3.
+@pytest.mark.parametrize("task_name,model_name,width,count", [
+    ("prefix_sums", "dt_recall", 400, 3_123_600),
+    ("prefix_sums", "dt_net", 400, 2_642_400),
+    ("mazes", "dt_recall", 128, 783_504),
+    ("chess", "dt_recall", 512, 12_056_976),
+])
+def test_parameter_counts_match_reference(task_name, model_name, width, count):
+    if task_name not in TASKS:
+        pytest.skip(f"task {task_name} not registered")
+    task = TASKS[task_name]
+    net = build_model(model_name, width=width, max_iters=30, in_channels=task.in_channels, dims=task.dims)
+    assert count_parameters(net) == count
+
+
+def test_feed_forward_has_separate_blocks_recurrent_shares_one():
+    task = TASKS["prefix_sums"]
+    ff, rec = make("ff_net", task, iters=4), make("recur_net", task, iters=4)
+    block = count_parameters(rec.blocks[0])
+    assert count_parameters(ff) - count_parameters(rec) == 3 * block
+    assert ff.max_test_iters == 4 and rec.max_test_iters is None
+    with pytest.raises(ValueError, match="4 blocks"):
+        ff.step(ff.project(inputs(task)), inputs(task), 4)
+    assert model_iterations(44) == 10
+    with pytest.raises(ValueError):
+        model_iterations(42)
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_iteration_k_alone_equals_iteration_k_of_longer_run(task_name, model_name):
+    task = TASKS[task_name]
+    net = make(model_name, task, iters=4).eval()
+    x = inputs(task)
+    with torch.no_grad():
+        state = net.project(x)
+        longer = []
+        for i in range(4):
+            state = net.step(state, x, i)
+            longer.append(net.head(state))
+        for k in range(1, 5):
+            alone = net(x, k).logits
+            assert torch.equal(alone, longer[k - 1]), f"iteration {k}"
+        # resuming from a state continues the same trajectory
+        mid = net(x, 2).state
+        assert torch.equal(net(x, 2, state=mid, start=2).logits, longer[3])
+
+
+def test_recall_sees_the_input_every_iteration():
+    """DT-Recall's iteration output depends on x beyond the projection; DT's does not."""
+    task = TASKS["prefix_sums"]
+    x, x2 = inputs(task, seed=0), inputs(task, seed=1)
+    for name, depends in (("dt_recall", True), ("dt_net", False)):
+        net = make(name, task).eval()
+        with torch.no_grad():
+            state = net.project(x)
+            a, b = net.step(state, x, 0), net.step(state, x2, 0)
+        assert (not torch.equal(a, b)) == depends, name
