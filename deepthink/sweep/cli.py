@@ -1,0 +1,89 @@
+"""`deepthink sweep FILE.yaml`: run a YAML grid of trainings as a Ray Tune sweep.
+
+    deepthink sweep sweeps/paper2_prefix_sums.yaml --dry-run   # validate; print trials, resources, cost
+    deepthink sweep sweeps/paper2_prefix_sums.yaml             # run on this machine (embedded Ray)
+    deepthink sweep sweeps/paper2_prefix_sums.yaml --resume    # finish an interrupted sweep
+    deepthink sweep sweeps/paper1_mazes.yaml --address auto    # join a running Ray cluster
+
+Results: <storage>/<name>/trial-<id>.parquet (pandas.read_parquet(<storage>/<name>) reads them all),
+beside _config/ (the resolved sweep), _ray/ (Ray's state, for --resume) and _logs/sweep.log.
+Exit status: 0 all trials finished (ok or diverged), 1 some failed for good, 2 bad file or refused,
+130 interrupted (Ctrl-C or SIGTERM; finish with --resume).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE.yaml", help="sweep definition (see sweeps/ and DESIGN.md section 4)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and print the trial table, trials at once and estimated cost; run nothing")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted sweep: only missing trials run, failed ones are retried")
+    p.add_argument("--address", metavar="auto|HOST:PORT", default=None,
+                   help="join this Ray cluster (default: $RAY_ADDRESS if set, else start Ray on this machine)")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="task data directory on every node (default: $DEEPTHINK_DATA or ./data)")
+    p.add_argument("--storage", default=None, metavar="PATH|URI",
+                   help="override the file's `storage:` (local path, shared mount, s3://..., gs://...)")
+    p.add_argument("--max-concurrent", type=_positive_int, default=None, metavar="N",
+                   help="run at most N trials at once (default: as many as resources allow)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepthink.config import parse_sweep
+    from deepthink.sweep import state
+    from deepthink.tasks.io import default_data_root
+
+    overrides = {"storage": args.storage} if args.storage else None
+    sweep = parse_sweep(args.file, overrides)
+    trials = sweep.trials()
+    uri = state.sweep_uri(sweep.storage, sweep.name)
+    data_root = (args.data_root.expanduser().resolve() if args.data_root else default_data_root())
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        if args.dry_run:
+            return _dry_run(sweep, trials, uri, address, args.max_concurrent)
+        from deepthink.sweep.runner import run_sweep   # imports Ray: only when a sweep really runs
+        return run_sweep(sweep, trials, sweep_file=args.file, uri=uri, data_root=data_root, address=address,
+                         resume=args.resume, max_concurrent=args.max_concurrent,
+                         source_text=Path(args.file).read_text())
+    except state.SweepError as e:
+        print(f"deepthink sweep: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dry_run(sweep, trials, uri, address, max_concurrent) -> int:
+    from deepthink.sweep import plan, state
+    if address:   # the cluster's resources: connect, look, disconnect (no trial is started)
+        import ray
+        from deepthink.sweep.runner import cluster_capacity
+        ray.init(address=address, log_to_driver=False)
+        try:
+            cap = cluster_capacity(address)
+        finally:
+            ray.shutdown()
+    else:
+        cap = plan.local_capacity()
+    print(plan.describe(sweep, trials, cap, uri, max_concurrent), flush=True)
+    problem = plan.storage_problem(uri, cap, None)
+    if problem:
+        print(f"warning: {problem}")
+    if state.has_ray_state(uri):
+        print(f"note: {uri} already holds this sweep's Ray state: run with --resume to finish it")
+    plan.check_feasible(sweep, cap)   # after the report, so a cluster's file can be inspected anywhere
+    return 0

@@ -1,0 +1,205 @@
+"""Sweep planning without Ray: how many trials run at once, resources that can never exist, storage
+rules for multi-node clusters, and the `--dry-run` report (trial table, counts, cost estimate).
+
+A `Capacity` describes where trials may run: the alive nodes' resources and, on an autoscaling
+cluster, the node types the autoscaler may still add. For this machine it comes from
+os.sched_getaffinity / torch.cuda.device_count (the same numbers the embedded ray.init is given),
+so a local dry run never starts Ray; runner.py builds one from a running cluster.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepthink.config import SweepConfig, TrialConfig, _err
+from deepthink.results import is_local
+
+# Filesystems that several machines can mount at once (EFS and most NAS mount as nfs4).
+NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "cephfs",
+              "glusterfs", "fuse.glusterfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.sshfs", "fuse.juicefs",
+              "fuse.cephfs", "wekafs", "9p", "virtiofs"}
+
+
+@dataclass
+class Capacity:
+    where: str                                     # "this machine" | "the cluster at ADDRESS"
+    nodes: list[dict[str, float]]                  # alive nodes: {"CPU": 16, "GPU": 1, ...}
+    scalable: list[tuple[dict[str, float], int]] = field(default_factory=list)   # (node type, max count)
+
+    @property
+    def cluster(self) -> bool:
+        return self.where != "this machine"
+
+    def total(self, key: str) -> float:
+        return sum(n.get(key, 0) for n in self.nodes)
+
+
+def local_cpu_count() -> int:
+    """CPUs this process may use (affinity-aware: containers and taskset pin fewer than cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS
+        return os.cpu_count() or 1
+
+
+def local_gpu_count() -> int:
+    import torch
+    return torch.cuda.device_count()
+
+
+def local_capacity() -> Capacity:
+    return Capacity("this machine", [{"CPU": float(local_cpu_count()), "GPU": float(local_gpu_count())}])
+
+
+def slots(node: dict[str, float], cpu: float, gpu: float) -> int:
+    """Trials of (cpu, gpu) that fit on one node at once. The epsilon absorbs float sums (4 x 0.25)."""
+    n = math.floor(node.get("CPU", 0) / cpu + 1e-9)
+    if gpu > 0:
+        n = min(n, math.floor(node.get("GPU", 0) / gpu + 1e-9))
+    return max(n, 0)
+
+
+def concurrency(cap: Capacity, cpu: float, gpu: float) -> tuple[int, int | None]:
+    """(trials at once on the nodes alive now, trials at once with the autoscaler at full size or
+    None when nothing can be added)."""
+    now = sum(slots(n, cpu, gpu) for n in cap.nodes)
+    if not cap.scalable:
+        return now, None
+    return now, now + sum(slots(res, cpu, gpu) * count for res, count in cap.scalable)
+
+
+def worker_types(cluster_config: dict) -> list[tuple[dict[str, float], int]]:
+    """(resources, max count) of each worker node type in a `ray up` config (as prepared by Ray:
+    the head node type excluded, types without explicit resources skipped)."""
+    head = cluster_config.get("head_node_type")
+    out = []
+    for name, t in (cluster_config.get("available_node_types") or {}).items():
+        count = int(t.get("max_workers", cluster_config.get("max_workers", 0)))
+        if name != head and count > 0 and t.get("resources"):
+            out.append(({k: float(v) for k, v in t["resources"].items()}, count))
+    return out
+
+
+def check_feasible(sweep: SweepConfig, cap: Capacity) -> None:
+    """Fail now, naming the file and key, when no node could ever run one trial (Ray would wait forever)."""
+    r = sweep.resources
+    types = cap.nodes + [res for res, count in cap.scalable if count > 0]
+    gpus = cap.total("GPU") + sum(res.get("GPU", 0) * count for res, count in cap.scalable)
+    if r.gpu > 0 and gpus == 0:
+        raise _err(sweep.path, "resources.gpu", r.gpu,
+                   f"0 here: {cap.where} has no GPU (Ray would wait forever for one). Use resources.gpu: 0, "
+                   f"or run on a cluster with GPU nodes (--address)")
+    if not any(slots(t, r.cpu, r.gpu) >= 1 for t in types):
+        biggest = max(types, key=lambda t: (t.get("GPU", 0), t.get("CPU", 0)))
+        raise _err(sweep.path, "resources", {"cpu": r.cpu, "gpu": r.gpu},
+                   f"at most what one node of {cap.where} offers (largest: {biggest.get('CPU', 0):g} CPUs, "
+                   f"{biggest.get('GPU', 0):g} GPUs); a trial never spans nodes, so Ray would wait forever")
+
+
+def filesystem_type(path: str) -> str | None:
+    """The type of the filesystem holding `path` (longest mount point in /proc/mounts), or None."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    path = os.path.realpath(path)
+    best, kind = "", None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount = parts[1].replace("\\040", " ")
+        inside = path == mount or path.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best):
+            best, kind = mount, parts[2]
+    return kind
+
+
+def storage_problem(uri: str, cap: Capacity, unseen_by: list[str] | None) -> str | None:
+    """Why `uri` cannot hold this sweep's results and Ray state, or None if it can.
+
+    `unseen_by`: nodes that could not see a marker file written there (None when not probed).
+    Ray's trials checkpoint into the storage path from whichever node they run on, and --resume and
+    the results reader need all of it in one place: a path only one machine sees does not work."""
+    if not is_local(uri) or not cap.cluster:
+        return None
+    fix = "use a shared filesystem mounted at the same path on every node, or s3:// / gs:// storage"
+    if unseen_by:
+        return (f"storage {uri} is a local path that node(s) {', '.join(unseen_by)} cannot see; on a "
+                f"multi-node cluster Ray needs storage every node can reach: {fix}")
+    if len(cap.nodes) <= 1 and cap.scalable:
+        kind = filesystem_type(uri)
+        if kind not in NETWORK_FS:
+            return (f"storage {uri} is on a local {kind or 'unknown'} filesystem, but {cap.where} can add "
+                    f"worker nodes that would not see it: {fix}")
+    return None
+
+
+def _varying_keys(trials: list[TrialConfig]) -> list[str]:
+    """Config columns that differ between trials (what the dry-run table shows)."""
+    rows = [_flat(t) for t in trials]
+    keys = list(rows[0])
+    return [k for k in keys if len({repr(r.get(k)) for r in rows}) > 1]
+
+
+def _flat(t: TrialConfig) -> dict:
+    d = {"model": t.model, "width": t.width, "depth": t.depth, "max_iters": t.max_iters, "seed": t.seed}
+    d.update({f"train.{k}": v for k, v in vars(t.train).items()})
+    return d
+
+
+def trial_table(trials: list[TrialConfig]) -> str:
+    keys = ["model", "width", "depth", "max_iters"] + [k for k in _varying_keys(trials)
+                                                       if k not in ("model", "width", "depth", "max_iters", "seed")] + ["seed"]
+    header = ["#"] + keys
+    body = [[str(i)] + [f"{_flat(t)[k]}" for k in keys] for i, t in enumerate(trials)]
+    widths = [max(len(r[c]) for r in [header] + body) for c in range(len(header))]
+    fmt = lambda row: "  ".join(v.rjust(w) for v, w in zip(row, widths))   # noqa: E731
+    return "\n".join([fmt(header)] + [fmt(r) for r in body])
+
+
+def cost_lines(sweep: SweepConfig, n_trials: int, at_once: int) -> list[str]:
+    per = sweep.cost.get("gpu_hours_per_trial")
+    if per is None:
+        return ["estimated cost: not given (add `cost: {gpu_hours_per_trial: H, usd_per_gpu_hour: P}` to the file)"]
+    total = per * n_trials
+    line = f"estimated cost: {n_trials} trials x {per:g} GPU-hours = {total:g} GPU-hours"
+    price = sweep.cost.get("usd_per_gpu_hour")
+    if price is not None:
+        line += f" = ${total * price:,.2f} at ${price:g}/GPU-hour"
+    out = [line]
+    g = sweep.resources.gpu
+    if g > 0 and at_once > 0:
+        # A trial holding a GPU share g for wall time T uses g*T GPU-hours.
+        wall = math.ceil(n_trials / at_once) * per / g
+        out.append(f"estimated wall-clock: ~{wall:g} h ({at_once} at once, each ~{per / g:g} h on its {g:g}-GPU share)")
+    return out
+
+
+def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: str,
+             max_concurrent: int | None) -> str:
+    """The dry-run report."""
+    r = sweep.resources
+    now, full = concurrency(cap, r.cpu, r.gpu)
+    limit = min(x for x in (now, max_concurrent) if x is not None)
+    at_once = min(limit, len(trials))
+    res = f"{r.cpu:g} CPU" + (f", {r.gpu:g} GPU" if r.gpu else "")
+    where = (f"{cap.where}: {cap.total('CPU'):g} CPUs, {cap.total('GPU'):g} GPUs"
+             + (f" on {len(cap.nodes)} nodes" if cap.cluster else ""))
+    lines = [
+        f"sweep {sweep.name} ({sweep.path}): task {sweep.task}, train difficulty {sweep.data.train}, "
+        f"eval {sweep.data.eval}, {sweep.train.epochs} epochs, test iterations 1..{sweep.test.iterations}",
+        "",
+        trial_table(trials),
+        "",
+        f"trials: {len(trials)} ({' x '.join(f'{len(v)} {k}' for k, v in sweep.grid.items())} x {len(sweep.seeds)} seeds)",
+        f"resources per trial: {res}" + (f" ({round(1 / r.gpu)} trials share a GPU)" if 0 < r.gpu < 1 else ""),
+        f"at once: {at_once} on {where}" + (f" (--max-concurrent {max_concurrent})" if max_concurrent else ""),
+    ]
+    if full is not None:
+        lines.append(f"at once with the autoscaler at full size: {min(full, len(trials))}")
+    lines += cost_lines(sweep, len(trials), at_once)
+    lines.append(f"results: {uri}  (retries per trial: max_failures {sweep.max_failures})")
+    return "\n".join(lines)

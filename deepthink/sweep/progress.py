@@ -1,0 +1,124 @@
+"""Sweep progress as a Ray Tune Callback (runs in the driver): one line per event and a periodic
+summary, printed to the terminal and appended to a log file.
+
+    15:02:11 start  3c1f0_00002 dt_recall_w8_d12_a0_lr0.001_s0
+    15:02:14 epoch  3c1f0_00002 dt_recall_w8_d12_a0_lr0.001_s0 1/2 loss 0.6931 val_acc 12.5% lr 0.001 (2.1 s) on 10.0.0.5/1a2b3c4d pid 4242
+    15:02:40 == 8 trials: 2 pending, 2 running, 3 done (3 ok, 0 diverged), 1 failed
+    15:02:41 RETRY  3c1f0_00004 ... crashed (failure 1, max_failures 2): retrying from its last checkpoint
+    15:02:50 FAILED 3c1f0_00005 ... ValueError: ...; wrote its rows with status 'failed'
+
+It also writes the rows of a trial that failed for good (state.failed_rows), since the trial's own
+process is gone by then. Picklable: Ray saves it inside the experiment state and --resume brings it back.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ray.tune import Callback
+
+from deepthink.config import TrialConfig
+from deepthink.results import write_trial
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+class SweepProgress(Callback):
+    def __init__(self, sweep_uri: str, log_path: str, max_failures: int, summary_every_s: float = 30.0):
+        self.sweep_uri = sweep_uri
+        self.log_path = log_path
+        self.max_failures = max_failures
+        self.summary_every_s = summary_every_s
+        self._last_summary = 0.0
+
+    def setup(self, **info) -> None:
+        Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+        self._last_summary = time.monotonic()
+
+    # -- output ---------------------------------------------------------------------------------
+    def emit(self, line: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {line}"
+        print(line, flush=True)
+        with open(self.log_path, "a") as fh:   # opened per line: nothing to lose on a hard kill
+            fh.write(line + "\n")
+
+    @staticmethod
+    def _name(trial) -> str:
+        t = trial.config.get("trial", {})
+        return TrialConfig.from_dict(t).trial_name if t else trial.trial_id
+
+    def summary(self, trials) -> str:
+        by = {s: [t for t in trials if t.status == s] for s in ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")}
+        # A trial that returned reported an outcome; one stopped by Ctrl-C is TERMINATED without one.
+        done = [t for t in by["TERMINATED"] if "outcome" in t.last_result]
+        stopped = len(by["TERMINATED"]) - len(done)
+        diverged = sum(1 for t in done if t.last_result.get("outcome") == "diverged")
+        return (f"== {len(trials)} trials: {len(by['PENDING']) + len(by['PAUSED'])} pending, "
+                f"{len(by['RUNNING'])} running, {len(done)} done ({len(done) - diverged} ok, "
+                f"{diverged} diverged), {len(by['ERROR'])} failed" + (f", {stopped} stopped" if stopped else ""))
+
+    # -- Tune hooks -------------------------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.emit(f"start  {trial.trial_id} {self._name(trial)}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if "epoch" not in result:
+            return
+        epochs = trial.config.get("trial", {}).get("train", {}).get("epochs", "?")
+        units = {"loss": "", "train_acc": "%", "val_acc": "%", "lr": ""}
+        shown = " ".join(f"{k} {_fmt(result[k])}{u}" for k, u in units.items() if result.get(k) is not None)
+        seconds = f" ({result['seconds']:.1f} s)" if isinstance(result.get("seconds"), (int, float)) else ""
+        self.emit(f"epoch  {trial.trial_id} {self._name(trial)} {result['epoch']}/{epochs} {shown}"
+                  f"{seconds} on {result.get('node', '?')} pid {result.get('pid', '?')}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        r = trial.last_result
+        if r.get("outcome") == "written_before":
+            self.emit(f"done   {trial.trial_id} {self._name(trial)}: its results were already written")
+            return
+        self.emit(f"done   {trial.trial_id} {self._name(trial)}: {r.get('outcome', '?')}, "
+                  f"{r.get('epochs_completed', '?')} epochs, {r.get('rows', '?')} rows")
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.emit(f"RETRY  {trial.trial_id} {self._name(trial)} crashed (failure {trial.num_failures}, "
+                  f"max_failures {self.max_failures}): retrying from its last checkpoint")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        error = error_text(trial)
+        write_failed(self.sweep_uri, trial, error)
+        last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+        self.emit(f"FAILED {trial.trial_id} {self._name(trial)} after {trial.num_failures} failure(s): "
+                  f"{last}; wrote its rows with status 'failed'")
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.monotonic() - self._last_summary >= self.summary_every_s:
+            self._last_summary = time.monotonic()
+            self.emit(self.summary(trials))
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.emit(self.summary(trials))
+
+
+def error_text(trial, limit: int = 4000) -> str:
+    """The trial's last error traceback, tail-truncated. Ray writes error.txt into the driver's local
+    trial directory first and syncs it to storage later, so the local file is read first."""
+    try:
+        local = trial.error_file
+        if local and Path(local).exists():
+            return Path(local).read_text()[-limit:]
+        err = trial.get_error()
+    except Exception as e:   # a storage hiccup must not stop the sweep
+        return f"(could not read the trial's error: {e})"
+    return (str(err) if err is not None else "unknown error")[-limit:]
+
+
+def write_failed(sweep_uri: str, trial, error: str) -> str:
+    from deepthink.sweep.state import failed_rows
+    cfg = TrialConfig.from_dict(trial.config["trial"])
+    last = trial.last_result or {}
+    rows = failed_rows(cfg, trial.trial_id, error, epochs_completed=last.get("epoch"), node=last.get("node"))
+    return write_trial(sweep_uri, trial.trial_id, rows)

@@ -1,0 +1,225 @@
+"""Run a sweep on Ray Tune: start Ray (embedded) or join a cluster, check that the trials can run
+and where their results go, build the Tuner (here and only here), fit, and sum up.
+
+    from deepthink.sweep.runner import run_sweep     # what `deepthink sweep FILE.yaml` calls
+
+Embedded Ray (no address): ray.init on this machine with its CPU/GPU counts, a small object store
+(trials pass nothing through it) and no dashboard. With an address ("auto", "HOST:PORT", or
+$RAY_ADDRESS as set by `ray job submit`) the sweep joins that cluster instead.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import uuid
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune import CheckpointConfig, FailureConfig, RunConfig
+
+from deepthink.config import SweepConfig, TrialConfig
+from deepthink.results import filesystem, is_local, read_results, written_trials
+from deepthink.sweep import plan, state
+from deepthink.sweep.progress import SweepProgress, write_failed
+from deepthink.sweep.trainable import train_trial
+
+OBJECT_STORE_BYTES = 128 * 2**20     # trials exchange only small metric dicts; Ray's default is 30% of RAM
+CHECKPOINTS_KEPT = 2                 # per trial: the newest two, so a crash mid-write leaves one good one
+
+
+# ---- Ray and the cluster ------------------------------------------------------------------------
+def start_ray(address: str | None) -> plan.Capacity:
+    """Start embedded Ray or connect to `address`; return where trials can run."""
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return cluster_capacity(address)
+    cap = plan.local_capacity()
+    # address="local": always a new instance; without it ray.init would join whatever cluster
+    # /tmp/ray/ray_current_cluster names (a `ray start` or a test's Cluster on this machine).
+    ray.init(address="local", num_cpus=int(cap.total("CPU")), num_gpus=int(cap.total("GPU")),
+             object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, log_to_driver=True)
+    return cap
+
+
+def cluster_capacity(address: str) -> plan.Capacity:
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    resources = [{k: float(v) for k, v in n["Resources"].items()} for n in nodes]
+    scalable = []
+    for res, max_count in _autoscaler_node_types():
+        alive = sum(1 for r in resources if all(r.get(k, 0) == v for k, v in res.items()))
+        scalable.append((res, max(0, max_count - alive)))
+    return plan.Capacity(f"the cluster at {address}", resources, [s for s in scalable if s[1] > 0])
+
+
+def _autoscaler_node_types() -> list[tuple[dict[str, float], int]]:
+    """Worker node types an autoscaler may add: (resources, max count). From the cluster config the
+    autoscaler publishes in the GCS, else from ~/ray_bootstrap_config.yaml (what `ray up` leaves on
+    the head node, where `ray submit`/`ray job submit` run the sweep). Empty when neither exists."""
+    try:   # private Ray API (used by Ray Data/Train the same way); absent or changed -> fall back
+        config = ray._private.state.state.get_cluster_config()
+        if config is not None and config.node_group_configs:
+            return [({k: float(v) for k, v in g.resources.items()}, g.max_count if g.max_count >= 0 else 10**6)
+                    for g in config.node_group_configs if g.max_count != 0]
+    except Exception:
+        pass
+    bootstrap = Path("~/ray_bootstrap_config.yaml").expanduser()
+    if not bootstrap.exists():
+        return []
+    import yaml
+    return plan.worker_types(yaml.safe_load(bootstrap.read_text()) or {})
+
+
+def nodes_not_seeing(uri: str) -> list[str]:
+    """Alive nodes on which a marker file written here does not appear (a local, unshared path)."""
+    if not is_local(uri) or len([n for n in ray.nodes() if n.get("Alive")]) <= 1:
+        return []
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    os.makedirs(uri, exist_ok=True)
+    marker = os.path.join(uri, f".probe-{uuid.uuid4().hex}")
+    Path(marker).touch()
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        refs = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(marker)
+                for n in nodes]
+        seen = ray.get(refs, timeout=120)
+        return [f"{n['NodeManagerAddress']}/{n['NodeID'][:8]}" for n, ok in zip(nodes, seen) if not ok]
+    finally:
+        Path(marker).unlink(missing_ok=True)
+
+
+# ---- the Tuner ------------------------------------------------------------------------------------
+def trial_dirname(trial) -> str:
+    """Ray's trial directory name: the trial id plus the readable trial name."""
+    t = trial.config.get("trial")
+    return f"{trial.trial_id}_{TrialConfig.from_dict(t).trial_name}" if t else trial.trial_id
+
+
+def make_trainable(sweep: SweepConfig, uri: str, data_root: Path):
+    fn = tune.with_parameters(train_trial, data_root=str(data_root), sweep_uri=uri,
+                              cpus=sweep.resources.cpu, gpu_share=sweep.resources.gpu)
+    return tune.with_resources(fn, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
+
+
+def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_root: Path,
+                max_concurrent: int | None, log_path: str) -> tune.Tuner:
+    """The one place the Tuner is configured. Ray state goes to <uri>/_ray (pyarrow skips '_' names)."""
+    return tune.Tuner(
+        make_trainable(sweep, uri, data_root),
+        param_space={"trial": tune.grid_search([t.to_dict() for t in trials])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=RunConfig(
+            name=state.RAY_DIR, storage_path=uri, verbose=0,
+            checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            failure_config=FailureConfig(max_failures=sweep.max_failures),
+            callbacks=[SweepProgress(uri, log_path, sweep.max_failures)]))
+
+
+def restore_tuner(sweep: SweepConfig, uri: str, data_root: Path) -> tune.Tuner:
+    """--resume: Ray's saved experiment, unfinished and errored trials continue from their checkpoints."""
+    return tune.Tuner.restore(state.join(uri, state.RAY_DIR), make_trainable(sweep, uri, data_root),
+                              resume_errored=True)
+
+
+def log_path_for(uri: str, name: str) -> str:
+    if is_local(uri):
+        return state.join(uri, state.LOG_DIR, "sweep.log")
+    # Object stores cannot append: log locally, copy to <uri>/_logs/ when the sweep ends.
+    return str(Path(tempfile.gettempdir()) / "deepthink-sweeps" / name / "sweep.log")
+
+
+# ---- the whole run -----------------------------------------------------------------------------------
+def run_sweep(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str, uri: str, data_root: Path,
+              address: str | None, resume: bool, max_concurrent: int | None, source_text: str) -> int:
+    """Run (or --resume) the sweep. Returns 0 when every trial finished (ok or diverged), 1 when some
+    failed for good, 130 when interrupted (finish with --resume)."""
+    done_before = state.check_start(uri, len(trials), resume, sweep_file)   # before Ray starts
+    if resume:
+        state.check_same_trials(uri, trials, sweep_file)
+        if max_concurrent:
+            print("note: --max-concurrent is fixed when a sweep starts; --resume keeps the first run's setting")
+    if not address:
+        plan.check_feasible(sweep, plan.local_capacity())
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    cap = start_ray(address)
+    try:
+        plan.check_feasible(sweep, cap)
+        problem = plan.storage_problem(uri, cap, nodes_not_seeing(uri) if cap.cluster else None)
+        if problem:
+            raise state.SweepError(problem)
+        if not resume:
+            state.save_config(uri, sweep, trials, source_text)
+        log_path = log_path_for(uri, sweep.name)
+        now, full = plan.concurrency(cap, sweep.resources.cpu, sweep.resources.gpu)
+        at_once = min(now or full or 0, max_concurrent or len(trials), len(trials))
+        scaling = " once the autoscaler adds nodes" if now == 0 and full else ""
+        print(f"sweep {sweep.name}: {len(trials)} trials, {len(done_before)} already done, up to "
+              f"{at_once} at once on {cap.where}{scaling}\n"
+              f"results: {uri}\nlog: {log_path}", flush=True)
+        tuner = restore_tuner(sweep, uri, data_root) if resume else build_tuner(
+            sweep, trials, uri, data_root, max_concurrent, log_path)
+        with _sigterm_as_sigint():
+            grid = tuner.fit()
+        return _finish(sweep, sweep_file, uri, grid, log_path)
+    finally:
+        ray.shutdown()
+
+
+class _sigterm_as_sigint:
+    """Tune stops gracefully (saving its state) on SIGINT only; treat SIGTERM (kill, a scheduler's
+    stop, a spot notice forwarded) the same, so --resume finds up-to-date state."""
+
+    def __enter__(self):
+        self._old = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self._old)
+
+
+def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str) -> int:
+    """Sum up from the Parquet files (the source of truth: after Ctrl-C Ray reports the trials it
+    stopped as terminated), copy the log next to URI storage, choose the exit status."""
+    results = list(grid)
+    for r in results:   # belt and braces: the callback writes failed rows as trials fail
+        tid = r.metrics.get("trial_id")
+        if r.error is not None and tid and tid not in written_trials(uri):
+            write_failed(uri, _ResultTrial(r), str(r.error))
+    if not is_local(uri) and Path(log_path).exists():
+        fs, path = filesystem(state.join(uri, state.LOG_DIR, "sweep.log"))
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as fh:
+            fh.write(Path(log_path).read_bytes())
+    ids = {r.metrics.get("trial_id") for r in results} - {None}
+    status = {}
+    if written_trials(uri):
+        df = read_results(uri)
+        status = {tid: ("failed" if "failed" in set(g) else g.iloc[0]) for tid, g in df.groupby("trial_id")["status"]}
+    counts = {s: sum(1 for tid in ids if status.get(tid) == s) for s in ("ok", "diverged", "failed")}
+    unfinished = len(ids - set(status))
+    print(f"sweep {sweep.name}: {len(ids)} trials: {counts['ok']} ok, {counts['diverged']} diverged, "
+          f"{counts['failed']} failed, {unfinished} unfinished\n"
+          f"results: {uri}  (pandas.read_parquet('{uri}'))", flush=True)
+    if unfinished:
+        print(f"interrupted: finish the remaining trials with: deepthink sweep {sweep_file} --resume", flush=True)
+        return 130
+    if counts["failed"]:
+        print(f"some trials failed for good (rows with status 'failed' and the error); `deepthink sweep "
+              f"{sweep_file} --resume` retries them from their last checkpoints", flush=True)
+        return 1
+    return 0
+
+
+class _ResultTrial:
+    """The few Trial attributes write_failed reads, from a ResultGrid entry."""
+
+    def __init__(self, result):
+        self.trial_id = result.metrics.get("trial_id")
+        self.config = result.config
+        self.last_result = result.metrics

@@ -1,0 +1,171 @@
+"""The sweep directory `<storage>/<name>/`: what already exists there, resume/refuse, saved config, rows.
+
+    trial-<ray trial id>.parquet   results: one file per finished trial (deepthink.results.write_trial)
+    _config/sweep.yaml             the resolved sweep (every default filled in)
+    _config/trials.yaml            one entry per trial: the exact TrialConfig each trial runs
+    _config/source.yaml            the sweep file as given
+    _ray/                          Ray Tune's experiment state and checkpoints (what --resume restores)
+    _logs/sweep.log                the progress log (local storage; see progress.py for URIs)
+
+Names starting with '_' are ignored by pyarrow, so `pandas.read_parquet(<storage>/<name>)` reads only
+results. A directory that already holds Ray state or results is never reused silently: without
+--resume the sweep refuses (and says how to finish or start fresh); with --resume Ray restores the
+experiment with the trials it was started with, so a changed sweep file is refused as well.
+
+Ray-free: the dry run and the refusal happen before Ray starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import yaml
+
+from deepthink.config import SweepConfig, TrialConfig
+from deepthink.results import filesystem, is_local, read_results, trial_file, written_trials
+
+RAY_DIR = "_ray"
+CONFIG_DIR = "_config"
+LOG_DIR = "_logs"
+# Ray Tune writes this file when an experiment starts; Tuner.can_restore() looks for the same name.
+TUNER_STATE = "tuner.pkl"
+
+
+class SweepError(RuntimeError):
+    """The sweep cannot run as asked; the message says why and what to do instead."""
+
+
+def sweep_uri(storage: str, name: str) -> str:
+    """`<storage>/<name>` as an absolute local path or a URI (s3://, gs://)."""
+    if is_local(storage):
+        local = storage[len("file://"):] if storage.startswith("file://") else storage
+        return str(Path(local).expanduser().resolve() / name)
+    return storage.rstrip("/") + "/" + name
+
+
+def join(uri: str, *parts: str) -> str:
+    return "/".join([uri.rstrip("/"), *parts])
+
+
+def _exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def has_ray_state(uri: str) -> bool:
+    return _exists(join(uri, RAY_DIR, TUNER_STATE))
+
+
+def finished_trials(uri: str) -> set[str]:
+    """Trial ids whose results file holds a finished trial (status ok or diverged, not failed)."""
+    if not written_trials(uri):
+        return set()
+    df = read_results(uri)[["trial_id", "status"]]
+    failed = set(df.loc[df["status"] == "failed", "trial_id"])
+    return set(df["trial_id"]) - failed
+
+
+def trial_finished(uri: str, trial_id: str) -> bool:
+    """Whether this one trial already has finished results (a retry or resume can skip it)."""
+    fs, base = filesystem(uri)
+    path = trial_file(base, trial_id)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return False
+    statuses = set(pq.read_table(path, columns=["status"], filesystem=fs).column("status").to_pylist())
+    return bool(statuses) and "failed" not in statuses
+
+
+def check_start(uri: str, n_trials: int, resume: bool, sweep_file: str) -> set[str]:
+    """Refuse to start over an existing sweep, or to resume one that does not exist.
+
+    Returns the trial ids that already have finished results."""
+    state, done, files = has_ray_state(uri), finished_trials(uri), written_trials(uri)
+    if not resume and (state or files):
+        what = "Ray state" if state else "results but no Ray state"
+        finished = "finished" if len(done) >= n_trials else "unfinished"
+        failed = len(files - done)
+        hint = (f"To finish it: deepthink sweep {sweep_file} --resume\n" if state else "")
+        raise SweepError(
+            f"sweep directory {uri} already exists ({what}; {len(done)} of {n_trials} trials finished"
+            f"{f', {failed} failed' if failed else ''}; the sweep looks {finished}). Refusing to start it "
+            f"again over old results.\n"
+            f"{hint}To start fresh: delete {uri} (e.g. rm -r {uri}) or change `name:` in {sweep_file}.")
+    if resume and not state:
+        extra = f" ({len(files)} results files, but no Ray state under {RAY_DIR}/)" if files else ""
+        raise SweepError(f"nothing to resume at {uri}{extra}. Run without --resume to start the sweep.")
+    return done
+
+
+def _trial_entries(trials: list[TrialConfig]) -> list[dict[str, Any]]:
+    # `storage` is where results go, not what a trial computes: --storage may move a sweep.
+    return [{k: v for k, v in t.to_dict().items() if k != "storage"} for t in trials]
+
+
+def _write_text(uri: str, text: str) -> None:
+    fs, path = filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as fh:
+        fh.write(text.encode())
+
+
+def _read_text(uri: str) -> str | None:
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as fh:
+        return fh.read().decode()
+
+
+def save_config(uri: str, sweep: SweepConfig, trials: list[TrialConfig], source_text: str) -> None:
+    resolved = {k: v for k, v in dataclasses.asdict(sweep).items() if k != "path"}
+    _write_text(join(uri, CONFIG_DIR, "sweep.yaml"), yaml.safe_dump(resolved, sort_keys=False))
+    _write_text(join(uri, CONFIG_DIR, "trials.yaml"), yaml.safe_dump(_trial_entries(trials), sort_keys=False))
+    _write_text(join(uri, CONFIG_DIR, "source.yaml"), source_text)
+
+
+def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str) -> None:
+    """On --resume: the file must still describe the trials the experiment was started with."""
+    saved_text = _read_text(join(uri, CONFIG_DIR, "trials.yaml"))
+    if saved_text is None:
+        return   # started by an older version or the config write was lost; Ray's state rules
+    saved = yaml.safe_load(saved_text)
+    now = _trial_entries(trials)
+    if saved == now:
+        return
+    if len(saved) != len(now):
+        diff = f"the file now gives {len(now)} trials, the sweep was started with {len(saved)}"
+    else:
+        i = next(i for i, (a, b) in enumerate(zip(saved, now)) if a != b)
+        keys = sorted(k for k in set(saved[i]) | set(now[i]) if saved[i].get(k) != now[i].get(k))
+        diff = f"trial {i} differs in {keys}: started with {[saved[i].get(k) for k in keys]}, now {[now[i].get(k) for k in keys]}"
+    raise SweepError(
+        f"{sweep_file} no longer matches the sweep saved at {join(uri, CONFIG_DIR)} ({diff}). Ray resumes "
+        f"the trials a sweep was started with; restore the file, or start a new sweep under another `name:`.")
+
+
+def failed_rows(cfg: TrialConfig, trial_id: str, error: str, *, epochs_completed: int | None = None,
+                node: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
+    """Rows for a trial that failed for good: one per (split, difficulty) it would have been
+    evaluated on (train and val at the training difficulty, test at each eval difficulty), with
+    status 'failed', the error text, and nulls where a measurement would be (metric, test_iters,
+    accuracy, n_examples, n_params, train_seconds). A later --resume that completes the trial
+    replaces this file with the real rows."""
+    places = [("train", cfg.data.train), ("val", cfg.data.train)] + [("test", d) for d in cfg.data.eval]
+    base = {
+        "sweep": cfg.sweep, "trial_id": trial_id, "task": cfg.task, "model": cfg.model,
+        "width": cfg.width, "depth": cfg.depth, "max_iters": cfg.max_iters, "alpha": cfg.train.alpha,
+        "seed": cfg.seed, "train_difficulty": cfg.data.train, "metric": None, "test_iters": None,
+        "accuracy": None, "n_examples": None, "status": "failed", "epochs": cfg.train.epochs,
+        "epochs_completed": epochs_completed, "lr": cfg.train.lr, "n_params": None,
+        "train_seconds": None, "node": node, "device": device, "error": error,
+    }
+    return [{**base, "split": split, "difficulty": d} for split, d in places]
+
+
+def annotate(rows: list[dict[str, Any]], *, node: str, device: str) -> list[dict[str, Any]]:
+    """Record where the trial ran: `node` ('<IP>/<Ray node id prefix>') and `device` ('cpu' or
+    'cuda:<physical index> <GPU name> x<share>'); the sweep knows both better than the trainer."""
+    return [{**r, "node": node, "device": device} for r in rows]

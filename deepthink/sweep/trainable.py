@@ -1,0 +1,98 @@
+"""The Ray Tune function trainable: one sweep trial = one `deepthink.train.run_trial` call.
+
+    tune.get_checkpoint()   -> resume_from    (a retry or a --resume continues from the last epoch saved)
+    on_epoch(metrics, dir)  -> tune.report(metrics, checkpoint=Checkpoint.from_directory(dir))
+    TrialOutcome.rows       -> <storage>/<name>/trial-<Ray trial id>.parquet, plus `node` and `device`
+
+An exception from the trainer propagates, so Ray retries the trial from its last checkpoint
+(FailureConfig.max_failures); a diverged trial returns normally with status 'diverged' and is not
+retried. Imported only by runner.py (it imports Ray at module level).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune import Checkpoint
+
+
+def node_label() -> str:
+    """'<node IP>/<Ray node id prefix>': the IP says which machine; the id tells apart several Ray
+    nodes on one machine (ray.cluster_utils.Cluster in the tests)."""
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def pick_device(gpu_share: float, log) -> tuple[str, str]:
+    """(torch device, label for the results' `device` column). 'cuda' when the trial was given a
+    GPU share and this worker sees a GPU (Ray sets CUDA_VISIBLE_DEVICES, so it is cuda:0 here),
+    else 'cpu'. A fractional share caps this process's GPU memory: Ray packs 1/share trials on one
+    GPU but does not isolate their memory."""
+    import torch
+    if gpu_share > 0 and torch.cuda.is_available():
+        if gpu_share < 1:
+            torch.cuda.set_per_process_memory_fraction(gpu_share, 0)
+        label = f"cuda:{os.environ.get('CUDA_VISIBLE_DEVICES', '0')} {torch.cuda.get_device_name(0)} x{gpu_share:g}"
+        log(f"device {label} (memory fraction {min(gpu_share, 1.0):g})")
+        return "cuda", label
+    if gpu_share > 0:
+        log(f"warning: resources.gpu is {gpu_share:g} but this worker sees no CUDA device; using the CPU")
+    log("device cpu")
+    return "cpu", "cpu"
+
+
+def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gpu_share: float) -> None:
+    """Run one trial. `config["trial"]` is a TrialConfig dict (the sweep's grid_search over trials)."""
+    import torch
+
+    from deepthink.config import TrialConfig
+    from deepthink.results import write_trial
+    from deepthink.sweep.state import annotate, trial_finished
+    from deepthink.train import run_trial
+
+    # Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    cfg = TrialConfig.from_dict(config["trial"])
+    trial_id = tune.get_context().get_trial_id()
+    node = node_label()
+
+    def log(msg: str) -> None:
+        print(f"[{trial_id} {cfg.trial_name}] {msg}", flush=True)
+
+    if trial_finished(sweep_uri, trial_id):
+        # Finished before an interruption that Ray's saved state did not record yet: nothing to redo.
+        # (A file of 'failed' rows does not count: --resume retries those trials.)
+        log("finished results already written; skipping")
+        tune.report({"outcome": "written_before", "node": node})
+        return
+
+    torch.set_num_threads(max(1, int(cpus)))
+    device, device_label = pick_device(gpu_share, log)
+
+    def on_epoch(metrics: dict, ckpt_dir: Path | None) -> None:
+        # tune.report persists the checkpoint directory to storage before it returns, so the
+        # trainer may overwrite checkpoint.pt in the same directory next epoch.
+        checkpoint = Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir is not None else None
+        tune.report({**metrics, "node": node}, checkpoint=checkpoint)
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"deepthink-{trial_id}-"))
+    checkpoint = tune.get_checkpoint()
+    try:
+        with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext(None)) as resume_dir:
+            if resume_dir:
+                log(f"resuming from checkpoint {checkpoint.path}")
+            outcome = run_trial(cfg, Path(data_root), trial_id=trial_id, checkpoint_dir=scratch,
+                                resume_from=Path(resume_dir) if resume_dir else None,
+                                on_epoch=on_epoch, device=device, log=log)
+        rows = annotate(outcome.rows, node=node, device=device_label)
+        path = write_trial(sweep_uri, trial_id, rows)
+        log(f"{outcome.status}: {len(rows)} rows -> {path}")
+        tune.report({"outcome": outcome.status, "epochs_completed": outcome.epochs_completed,
+                     "train_seconds": outcome.train_seconds, "rows": len(rows), "node": node})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
