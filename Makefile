@@ -11,7 +11,6 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	# CPU build first: a bare `torch` would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	# easy-to-hard-data pins reportlab==3.5.68 which does not build on Python 3.11; the module

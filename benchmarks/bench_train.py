@@ -11,7 +11,7 @@ progressive-loss draws (n, k) both ways:
   deepthink  deepthink.train.train_epoch (+ its per-epoch train/val accuracy on 256+256 examples)
              at precision 'auto' with channels-last; evaluation by deepthink.evaluate.evaluate_split.
 
-Parts (default: all), with the numbers in docs/notes/training.md:
+Parts (default: all), with the numbers in docs/training.md:
   speed     samples/s both ways and their ratio (prefix sums and mazes, width 128)
   memory    peak RSS of a child process evaluating 100 and 1,000 test iterations, both ways
   accuracy  bf16 vs fp32 on a small prefix-sums problem: same seeds, same epochs (run_trial;

@@ -55,6 +55,7 @@ class TrainConfig:
 class TestConfig:
     iterations: int = 60           # evaluate at every iteration 1..iterations
     batch_size: int = 500          # chunk size for evaluation (memory does not grow with iterations)
+    max_examples: int | None = None   # evaluate at most this many examples per split (null: all)
 
 
 @dataclass
@@ -174,6 +175,8 @@ def _check_field(path: str, key: str, f: dataclasses.Field, v: Any) -> Any:
         return _check_scalar(path, key, v, {"int": int, "float": float, "str": str}[t])
     if t == "float | None":
         return None if v is None else _check_scalar(path, key, v, float)
+    if t == "int | None":
+        return None if v is None else _check_scalar(path, key, v, int)
     if t == "list[int]":
         if isinstance(v, int) and not isinstance(v, bool):
             v = [v]
@@ -278,6 +281,8 @@ def validate(raw: dict[str, Any], path: str = "<config>") -> SweepConfig:
         raise _err(path, "test.iterations", test.iterations, "an integer >= 1")
     if test.batch_size < 1:
         raise _err(path, "test.batch_size", test.batch_size, "an integer >= 1")
+    if test.max_examples is not None and test.max_examples < 1:
+        raise _err(path, "test.max_examples", test.max_examples, "an integer >= 1 or null (all examples)")
     _check_resources(path, resources)
 
     grid = raw["grid"]

@@ -36,12 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="delete earlier results of this sweep first")
     p.add_argument("--storage", default=None, help="results directory (default: the file's storage)")
     p.add_argument("--data-root", type=Path, default=None, help="data directory (default $DEEPTHINK_DATA or ./data)")
-    p.add_argument("--out", type=Path, default=None, help="figure path (default <results>/<name>/accuracy.png)")
+    p.add_argument("--out", type=Path, default=None, help="figure path (default <results>/<name>/_figures/accuracy.png)")
 
 
 def run(args: argparse.Namespace) -> int:
     from deepthink.cli import main as cli_main
     from deepthink.config import parse_sweep
+    from deepthink.results import read_results
     from deepthink.sweep import state
 
     overrides = dict(SMOKE_OVERRIDES) if args.smoke else {}
@@ -69,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
     tables.main([uri, "--iteration", "train"])
     print("\n## Accuracy at each trial's best test iteration (thinking longer)\n")
     tables.main([uri, "--iteration", "best"])
-    out = args.out or Path(uri) / "accuracy.png"
+    out = args.out or Path(uri) / "_figures" / "accuracy.png"   # '_' keeps it out of the Parquet dataset
     figures.main([uri, "--out", str(out)])
     print()
-    for line in claims(pd.read_parquet(uri)):
+    for line in claims(read_results(uri)):
         print(line)
     return rc
 

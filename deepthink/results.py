@@ -125,6 +125,14 @@ def read_results(*uris: str) -> pd.DataFrame:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"no results at {uri}")
-        frames.append(pq.read_table(path, filesystem=fs, schema=SCHEMA).to_pandas())
+        if info.type == pafs.FileType.Directory:
+            # only the trial files: a stray file (a figure, notes) must not break reading
+            files = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path))
+                           if i.base_name.startswith("trial-") and i.base_name.endswith(".parquet"))
+            if not files:
+                continue
+            frames.append(pq.read_table(files, filesystem=fs, schema=SCHEMA).to_pandas())
+        else:
+            frames.append(pq.read_table(path, filesystem=fs, schema=SCHEMA).to_pandas())
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     return df

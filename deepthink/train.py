@@ -221,7 +221,8 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
 
     final_status = "diverged" if status == "diverged" else "ok"
     t0 = time.perf_counter()
-    results = [(s, evaluate_split(model, task, s.inputs.to(dev), s.targets.to(dev), cfg.test.iterations,
+    n = cfg.test.max_examples          # None: every example (slicing with None keeps all)
+    results = [(s, evaluate_split(model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev), cfg.test.iterations,
                                   batch_size=cfg.test.batch_size, precision=precision)) for s in splits]
     log(f"evaluated {len(splits)} splits at {results[0][1].iterations} iterations in "
         f"{time.perf_counter() - t0:.1f}s: " + ", ".join(

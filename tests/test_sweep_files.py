@@ -61,9 +61,6 @@ def test_dry_run(path, monkeypatch, capsys):
     if importlib.util.find_spec("deepthink.sweep.cli") is None:
         pytest.skip("deepthink/sweep/cli.py (`deepthink sweep`) is not written yet")
     sweep = _parse(path)
-    if sweep.resources.gpu > 0:
-        import deepthink.sweep.plan as plan
-        monkeypatch.setattr(plan, "local_gpu_count", lambda: 1)
     from deepthink.cli import main
     rc = main(["sweep", str(path), "--dry-run"])
     out, err = capsys.readouterr()

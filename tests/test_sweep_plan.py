@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import re
+
 import pytest
 import yaml
 
@@ -59,10 +61,14 @@ def test_concurrency_sums_nodes_and_autoscaling():
 def test_gpus_on_a_machine_without_any_fail_fast(sweep_file, monkeypatch, capsys):
     path = sweep_file(resources={"cpu": 1, "gpu": 0.25})
     monkeypatch.setattr(plan, "local_gpu_count", lambda: 0)
-    for extra in (["--dry-run"], []):            # the real run refuses before starting Ray, too
-        assert main(["sweep", str(path), *extra]) == 2
-        err = capsys.readouterr().err
-        assert str(path) in err and "resources.gpu" in err and "0.25" in err and "no GPU" in err
+    # the real run refuses before starting Ray
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "resources.gpu" in err and "0.25" in err and "no GPU" in err
+    # a local dry run (checking a cluster's file on a laptop) reports and warns, exit 0
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: this machine cannot run it" in out and "resources.gpu" in out and "no GPU" in out
 
 
 def test_more_cpus_than_any_node_fails_fast(sweep_file, monkeypatch):
@@ -169,3 +175,26 @@ def test_storage_rules(tmp_path):
     assert "10.0.0.2/ab12cd34" in problem and "s3://" in problem
     assert plan.storage_problem("gs://bucket/x", two, ["10.0.0.2/ab12cd34"]) is None
     assert plan.filesystem_type("/proc/self") == "proc"
+
+
+def test_set_overrides_keys_and_grid(sweep_file, capsys):
+    path = sweep_file(resources={"cpu": 1, "gpu": 0})
+    assert main(["sweep", str(path), "--dry-run", "--set", "train.epochs=7", "--set", "seeds=[5, 6, 7]",
+                 "--set", "width=16"]) == 0
+    out = capsys.readouterr().out
+    assert "7 epochs" in out
+    n_trials = int(re.search(r"trials: (\d+)", out).group(1))
+    assert n_trials == 3 * n_trials_per_seed(path)
+    assert re.search(r"\b16\b", out)
+
+
+def test_set_rejects_a_malformed_pair(sweep_file, capsys):
+    path = sweep_file(resources={"cpu": 1, "gpu": 0})
+    with pytest.raises(SystemExit):
+        main(["sweep", str(path), "--dry-run", "--set", "train.epochs"])
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def n_trials_per_seed(path) -> int:
+    sweep = parse_sweep(path)
+    return len(sweep.trials()) // len(sweep.seeds)

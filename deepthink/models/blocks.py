@@ -4,7 +4,7 @@ One code path for 1D (prefix sums: (B, C, L)) and 2D (mazes, chess: (B, C, H, W)
 kernel 3, stride 1, padding 1, bias False (reference code). A 1D conv is built as a Conv2d with a
 (1, 3) kernel acting on (B, C, 1, L): the same parameters and outputs (PyTorch runs conv1d as a
 2D convolution anyway), but in channels-last memory a whole dt_recall training step ran 3-9%
-faster on this CPU at widths 128-400, fp32 and bf16 (docs/notes/training.md). ThinkingNet adds
+faster on this CPU at widths 128-400, fp32 and bf16 (docs/training.md). ThinkingNet adds
 and removes the unit axis, so callers see (B, C, L) tensors.
 """
 from __future__ import annotations

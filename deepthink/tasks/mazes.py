@@ -12,7 +12,7 @@ goal are distinct cells drawn uniformly. The package's MazeDataset loads them (`
 
 Speed: the DFS runs in lockstep over a chunk of mazes with numpy (one vectorized step advances or
 backtracks every unfinished maze), so the Python overhead is paid per step, not per maze and step.
-See benchmarks/bench_mazes.py and docs/notes/mazes.md for measured rates.
+See benchmarks/bench_mazes.py and docs/mazes.md for measured rates.
 """
 from __future__ import annotations
 
