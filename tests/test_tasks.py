@@ -73,3 +73,16 @@ def test_default_data_is_valid(task):
     for diff in [d.train, *d.eval]:
         assert task.check_difficulty(diff) is None
     assert task.check_difficulty(-1) is not None
+
+
+def test_load_gives_exactly_count_examples_and_regenerates_a_smaller_set(task, data_root, capsys):
+    data = tiny_data(task, data_root)                  # files with data.count examples (or more)
+    x, _ = task.load(data_root, data.train, "train", data.count - 5, data.seed)
+    assert x.shape[0] == data.count - 5                # more on disk than asked: the first `count`
+    x, _ = task.load(data_root, data.train, "train", data.count + 10, data.seed)
+    assert x.shape[0] == data.count + 10               # fewer on disk than asked: never silently less
+    try:
+        task.generate(data_root, data.train, "train", 1, data.seed)
+    except DataError:
+        return                                         # converted data (chess): nothing to regenerate
+    assert "asked: generating" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -65,8 +66,10 @@ class Task:
     def files_exist(self, root: Path, difficulty: int, split: str) -> bool:
         raise NotImplementedError
 
-    def generate(self, root: Path, difficulty: int, split: str, count: int, seed: int) -> list[Path]:
-        """Write one difficulty's files in the published layout; returns the paths written."""
+    def generate(self, root: Path, difficulty: int, split: str, count: int, seed: int,
+                 overwrite: bool = False) -> list[Path]:
+        """Write one difficulty's files in the published layout; returns the paths written. Without
+        `overwrite` (the on-demand path, where several trials may race) existing files are kept."""
         raise NotImplementedError
 
     def load_raw(self, root: Path, difficulty: int, split: str, count: int, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +125,16 @@ class Task:
                     f"may have no internet access. Use data.source: generated to generate it locally.") from None
         self.ensure(root, difficulty, split, count, seed)
         with contextlib.redirect_stdout(io.StringIO()):   # the package prints on every load
-            return self.load_raw(root, difficulty, split, count, download=False)
+            x, y = self.load_raw(root, difficulty, split, count, download=False)
+        if x.shape[0] < count:
+            # Files made earlier with a smaller count: make the requested set, never train on less
+            # than asked without saying so. (A task that cannot generate raises a DataError here.)
+            print(f"deepthink: {self.name} {self.difficulty_name} {difficulty} ({split}) has {x.shape[0]} "
+                  f"examples under {root}, {count} asked: generating {count} (seed {seed})", file=sys.stderr)
+            self.generate(root, difficulty, split, count, seed, overwrite=True)
+            with contextlib.redirect_stdout(io.StringIO()):
+                x, y = self.load_raw(root, difficulty, split, count, download=False)
+        return x[:count], y[:count]
 
     def splits(self, data, root: Path, split_seed: int = 0) -> list[Split]:
         """Train/val (from the training difficulty, `data.val_fraction` held out, fixed by

@@ -295,7 +295,8 @@ Malformed rows are skipped and listed in chess_data/skipped.csv; progress goes t
         p = self.paths(root)
         return all(p[k].exists() for k in ("data", "targets", "who_moves"))
 
-    def generate(self, root: Path, difficulty: int, split: str, count: int, seed: int) -> list[Path]:
+    def generate(self, root: Path, difficulty: int, split: str, count: int, seed: int,
+                 overwrite: bool = False) -> list[Path]:
         raise DataError(f"chess puzzles cannot be generated; missing {Path(root) / FOLDER}/data.pth. Download "
                         f"lichess_db_puzzle.csv.zst from https://database.lichess.org/#puzzles and run "
                         f"`deepthink data chess --csv FILE --data-root {root}`")

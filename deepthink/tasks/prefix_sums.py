@@ -64,7 +64,7 @@ class PrefixSums(Task):
                 raise DataError(f"--count {args.count} is larger than the {2 ** n} distinct strings of "
                                 f"{n} bits; lower --count or drop --bits {n}")
         for n in args.bits:
-            paths = self.generate(root, n, "train", args.count, args.seed)
+            paths = self.generate(root, n, "train", args.count, args.seed, overwrite=True)
             print(f"prefix sums {n:>5} bits: {args.count} distinct strings -> {paths[0].parent}/{n}_{{data,targets}}.pth")
         return 0
 
@@ -81,7 +81,8 @@ class PrefixSums(Task):
     def files_exist(self, root: Path, difficulty: int, split: str) -> bool:
         return all(p.exists() for p in self.paths(root, difficulty))
 
-    def generate(self, root: Path, difficulty: int, split: str, count: int, seed: int) -> list[Path]:
+    def generate(self, root: Path, difficulty: int, split: str, count: int, seed: int,
+                 overwrite: bool = False) -> list[Path]:
         n = difficulty
         if count <= 0:
             raise ValueError(f"--count must be a positive integer, got {count}")
@@ -94,7 +95,7 @@ class PrefixSums(Task):
         return write_files_atomically(data_path.parent, {
             data_path.name: lambda p: save_tensor(data, p),
             target_path.name: lambda p: save_tensor(targets, p),
-        }, overwrite=True)
+        }, overwrite=overwrite)
 
     def load_raw(self, root, difficulty, split, count, download):
         from easy_to_hard_data import PrefixSumDataset
