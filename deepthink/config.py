@@ -28,7 +28,8 @@ class DataConfig:
     source: str = "generated"      # generated | published (easy_to_hard_data download=True)
     train: int = 32                # training difficulty: bits, maze size, or chess index start
     eval: list[int] = field(default_factory=lambda: [40, 44])   # test difficulties
-    count: int = 10000             # examples per generated difficulty (train and test)
+    count: int = 10000             # examples per difficulty (train and test)
+    train_count: int | None = None # examples of the training difficulty (train + val); null: count
     seed: int = 0                  # data generation seed (independent of the trial seed)
     val_fraction: float = 0.2      # train/val split of the training difficulty (reference: 80/20)
 
@@ -263,6 +264,8 @@ def validate(raw: dict[str, Any], path: str = "<config>") -> SweepConfig:
         raise _err(path, "data.source", data.source, f"one of {list(SOURCES)}")
     if data.count <= 0:
         raise _err(path, "data.count", data.count, "a positive integer")
+    if data.train_count is not None and data.train_count < 2:
+        raise _err(path, "data.train_count", data.train_count, "an integer >= 2 (train + val) or null (= data.count)")
     if not 0 < data.val_fraction < 1:
         raise _err(path, "data.val_fraction", data.val_fraction, "a fraction strictly between 0 and 1")
     if not data.eval:

@@ -133,3 +133,8 @@ def test_same_seed_same_file_bytes(tmp_path):
         TASK.generate(tmp_path / name, 20, "train", 100, seed=3)
     for f in ("20_data.pth", "20_targets.pth"):
         assert _digest(tmp_path / "a/prefix_sums_data" / f) == _digest(tmp_path / "b/prefix_sums_data" / f)
+
+
+def test_train_count_sizes_the_training_set_only(data_root):
+    splits = TASK.splits(DataConfig(train=12, eval=[16], count=100, train_count=300), data_root)
+    assert [(s.split, len(s)) for s in splits] == [("train", 240), ("val", 60), ("test", 100)]

@@ -137,9 +137,11 @@ class Task:
         return x[:count], y[:count]
 
     def splits(self, data, root: Path, split_seed: int = 0) -> list[Split]:
-        """Train/val (from the training difficulty, `data.val_fraction` held out, fixed by
-        `split_seed`) and one test split per `data.eval` difficulty."""
-        x, y = self.load(root, data.train, "train", data.count, data.seed, data.source)
+        """Train/val (`data.train_count` examples of the training difficulty, else `data.count`;
+        `data.val_fraction` held out, fixed by `split_seed`) and one test split per `data.eval`
+        difficulty (`data.count` examples each)."""
+        n_train = data.train_count if data.train_count is not None else data.count
+        x, y = self.load(root, data.train, "train", n_train, data.seed, data.source)
         g = torch.Generator().manual_seed(split_seed)
         perm = torch.randperm(x.shape[0], generator=g)
         n_val = max(1, int(round(x.shape[0] * data.val_fraction)))
