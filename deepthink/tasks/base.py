@@ -118,7 +118,8 @@ class Task:
         if source == "published":
             try:
                 with contextlib.redirect_stdout(io.StringIO()):
-                    return self.load_raw(root, difficulty, split, count, download=True)
+                    x, y = self.load_raw(root, difficulty, split, count, download=True)
+                return x[:count], y[:count]     # a published file with fewer is used whole
             except OSError as e:   # urllib.error.URLError is an OSError
                 raise DataError(
                     f"could not download the published {self.name} data into {root} ({e}); this machine "
