@@ -119,7 +119,9 @@ class SweepConfig:
 TOP_KEYS = {"name", "task", "data", "grid", "seeds", "train", "test", "resources", "storage",
             "max_failures", "description", "cost"}
 MODEL_GRID_KEYS = {"model", "width", "depth", "max_iters"}
-GRID_KEYS = MODEL_GRID_KEYS | {f.name for f in dataclasses.fields(TrainConfig)}
+# Only keys that the results record as columns may vary in a grid: anything else would give rows
+# that the tables cannot tell apart (they would be averaged as if they were seeds).
+GRID_KEYS = MODEL_GRID_KEYS | {"alpha", "lr", "epochs"}
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("step", "cosine", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -259,11 +261,16 @@ def validate(raw: dict[str, Any], path: str = "<config>") -> SweepConfig:
     if task not in TASKS:
         raise _err(path, "task", task, f"one of {sorted(TASKS)}")
 
-    data = _fill(path, "data", DataConfig, raw.get("data", TASKS[task].default_data()))
+    given = raw.get("data") or {}
+    if not isinstance(given, dict):
+        raise _err(path, "data", given, "a mapping like {train: 32, eval: [48], count: 10000}")
+    data = _fill(path, "data", DataConfig, {**TASKS[task].default_data(), **given})   # task defaults under the file
     if data.source not in SOURCES:
         raise _err(path, "data.source", data.source, f"one of {list(SOURCES)}")
     if data.count <= 0:
         raise _err(path, "data.count", data.count, "a positive integer")
+    if data.seed < 0:
+        raise _err(path, "data.seed", data.seed, "an integer >= 0")
     if data.train_count is not None and data.train_count < 2:
         raise _err(path, "data.train_count", data.train_count, "an integer >= 2 (train + val) or null (= data.count)")
     if not 0 < data.val_fraction < 1:
@@ -275,6 +282,10 @@ def validate(raw: dict[str, Any], path: str = "<config>") -> SweepConfig:
         if problem:
             key = "data.train" if i == 0 else f"data.eval[{i - 1}]"
             raise _err(path, key, d, problem)
+    problem = TASKS[task].check_data(data)
+    if problem:
+        key, found, allowed = problem
+        raise _err(path, key, found, allowed)
 
     train = _fill(path, "train", TrainConfig, raw.get("train"))
     test = _fill(path, "test", TestConfig, raw.get("test"))
@@ -298,6 +309,8 @@ def validate(raw: dict[str, Any], path: str = "<config>") -> SweepConfig:
             grid[k] = v = [v]
         if not v:
             raise _err(path, f"grid.{k}", v, "a non-empty list")
+        if len({repr(x) for x in v}) != len(v):
+            raise _err(path, f"grid.{k}", v, "distinct values (a repeated value would run the same trial twice)")
     if "model" not in grid:
         raise _err(path, "grid.model", None, f"a list of models from {sorted(MODELS)}")
     if "depth" in grid and "max_iters" in grid:

@@ -15,8 +15,8 @@ alpha = 1 never runs the max_iters pass, alpha = 0 never runs the progressive on
 instead of being recomputed. Feed-forward nets (separate blocks) train with alpha = 0: their
 blocks differ, so "k more iterations from iteration n" is not the recurrence the loss is about. A
 log line says so; rows keep the configured alpha, so that every trial of a model x alpha grid stays
-its own group in the tables (and matches the sweep's trial keys). Masked tasks (mazes) zero the loss
-outside counted positions (`task.loss_mask`), then average over all positions like the reference.
+its own group in the tables (and matches the sweep's trial keys). Masked tasks (mazes) average the loss
+over counted positions only (`task.loss_mask`, non-wall pixels), like the reference.
 
 Speed: every split lives on the device and batches are gathered by index (no DataLoader); the
 loss is accumulated on the device and read once per NAN_CHECK_EVERY batches and per epoch; the
@@ -73,12 +73,12 @@ def effective_alpha(cfg: TrialConfig, model: ThinkingNet) -> float:
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean CE over positions, uncounted positions (mask (B, *S) False) contributing 0. Divided by
-    all positions, as the reference does, so learning rates and clipping carry over from it."""
+    """Mean CE over the counted positions of the batch (mask (B, *S) True), as the reference's
+    `loss[mask > 0].mean()`, so its learning rates, weight decay and clipping carry over."""
     loss = F.cross_entropy(logits.float(), targets, reduction="none")     # (B, *S)
-    if mask is not None:
-        loss = loss * mask
-    return loss.mean()
+    if mask is None:
+        return loss.mean()
+    return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
 def progressive_loss(model: ThinkingNet, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,

@@ -120,3 +120,33 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: file not found"):
         parse_sweep(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("name,key,value,needles", [
+    ("grid over an unrecorded key", "grid.optimizer", ["adam", "sgd"], ["grid.optimizer", "unknown key"]),
+    ("repeated grid value", "grid.width", [8, 8], ["grid.width", "distinct values"]),
+    ("more strings than exist", "data.count", 300, ["data.count", "300", "distinct strings of 8 bits"]),
+    ("negative data seed", "data.seed", -1, ["data.seed", ">= 0"]),
+])
+def test_more_bad_files(tmp_path, name, key, value, needles):
+    from deepthink.config import ConfigError, parse_sweep
+    doc = {"name": "t", "task": "prefix_sums", "data": {"train": 8, "eval": [10], "count": 200},
+           "grid": {"model": ["dt_net"], "max_iters": [2], "width": [8]}}
+    section, _, field = key.partition(".")
+    doc[section][field] = value
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as e:
+        parse_sweep(f)
+    for n in needles:
+        assert n in str(e.value), (name, str(e.value))
+
+
+def test_partial_data_mapping_takes_the_task_defaults(tmp_path):
+    from deepthink.config import parse_sweep
+    from deepthink.tasks import get_task
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({"name": "t", "task": "mazes", "data": {"count": 10},
+                                 "grid": {"model": ["dt_net"], "max_iters": [2], "width": [8]}}))
+    s = parse_sweep(f)
+    assert s.data.train == get_task("mazes").default_data()["train"] and s.data.count == 10

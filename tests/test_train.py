@@ -354,3 +354,14 @@ def test_train_cli_override_parsing():
     assert special == {"device": "cpu", "data-root": "/d"}
     cfg = tiny().to_dict()
     assert trial_hash(cfg) == trial_hash({**cfg, "storage": "/elsewhere"}) != trial_hash({**cfg, "seed": 1})
+
+
+def test_masked_loss_is_the_mean_over_counted_positions_only():
+    # oracle: the reference's loss[mask > 0].mean(), computed independently
+    from deepthink.train import masked_cross_entropy
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 5, 5, generator=g)
+    y = torch.randint(0, 2, (3, 5, 5), generator=g)
+    mask = torch.rand(3, 5, 5, generator=g) > 0.6
+    per_pos = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    assert torch.allclose(masked_cross_entropy(logits, y, mask), per_pos[mask].mean())

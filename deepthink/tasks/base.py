@@ -16,9 +16,24 @@ from typing import ClassVar
 
 import torch
 
-from deepthink.tasks.io import DataError
+from deepthink.tasks.io import DataError, ensure_writable, file_lock
 
 TASKS: dict[str, "Task"] = {}
+PUBLISHED_DIR = "published"     # <data-root>/published/: data.source: published downloads here
+
+
+@contextlib.contextmanager
+def _root_lock(root: Path, name: str):
+    """Exclusive lock on `root/name`; a root we cannot write to (a read-only shared copy) needs none."""
+    try:
+        ensure_writable(root)
+    except DataError:
+        if root.is_dir():
+            yield
+            return
+        raise
+    with file_lock(root / name):
+        yield
 
 
 def register(cls: type["Task"]) -> type["Task"]:
@@ -62,6 +77,10 @@ class Task:
     def check_difficulty(self, difficulty: int) -> str | None:
         """None if `difficulty` is valid, else what is allowed (for a ConfigError)."""
         raise NotImplementedError
+
+    def check_data(self, data) -> tuple[str, object, str] | None:
+        """(key, found, allowed) if the DataConfig asks for something impossible, else None."""
+        return None
 
     def files_exist(self, root: Path, difficulty: int, split: str) -> bool:
         raise NotImplementedError
@@ -114,27 +133,36 @@ class Task:
             self.generate(root, difficulty, split, count, seed)
 
     def load(self, root: Path, difficulty: int, split: str, count: int, seed: int, source: str = "generated") -> tuple[torch.Tensor, torch.Tensor]:
+        """Exactly `count` examples (fewer only from a published file that has fewer), as
+        (inputs float (N, C, *S), targets long (N, *S)), loaded by the easy_to_hard_data class.
+
+        Published files live under `<root>/published/`, so they are never mistaken for generated
+        files of the same names (the package only checks that a folder exists). Loading holds a
+        lock per data root, so a trial never reads a set that another process is replacing."""
         root = Path(root)
         if source == "published":
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    x, y = self.load_raw(root, difficulty, split, count, download=True)
-                return x[:count], y[:count]     # a published file with fewer is used whole
-            except OSError as e:   # urllib.error.URLError is an OSError
-                raise DataError(
-                    f"could not download the published {self.name} data into {root} ({e}); this machine "
-                    f"may have no internet access. Use data.source: generated to generate it locally.") from None
-        self.ensure(root, difficulty, split, count, seed)
-        with contextlib.redirect_stdout(io.StringIO()):   # the package prints on every load
-            x, y = self.load_raw(root, difficulty, split, count, download=False)
-        if x.shape[0] < count:
-            # Files made earlier with a smaller count: make the requested set, never train on less
-            # than asked without saying so. (A task that cannot generate raises a DataError here.)
-            print(f"deepthink: {self.name} {self.difficulty_name} {difficulty} ({split}) has {x.shape[0]} "
-                  f"examples under {root}, {count} asked: generating {count} (seed {seed})", file=sys.stderr)
-            self.generate(root, difficulty, split, count, seed, overwrite=True)
-            with contextlib.redirect_stdout(io.StringIO()):
+            root = root / PUBLISHED_DIR
+            with _root_lock(root, ".download.lock"):
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        x, y = self.load_raw(root, difficulty, split, count, download=True)
+                except OSError as e:   # urllib.error.URLError is an OSError
+                    raise DataError(
+                        f"could not download the published {self.name} data into {root} ({e}); this machine "
+                        f"may have no internet access. Use data.source: generated to generate it locally.") from None
+            return x[:count], y[:count]
+        with _root_lock(root, ".load.lock"):
+            self.ensure(root, difficulty, split, count, seed)
+            with contextlib.redirect_stdout(io.StringIO()):   # the package prints on every load
                 x, y = self.load_raw(root, difficulty, split, count, download=False)
+            if x.shape[0] < count:
+                # Files made earlier with a smaller count: make the requested set, never train on
+                # less than asked without saying so. (A task that cannot generate raises DataError.)
+                print(f"deepthink: {self.name} {self.difficulty_name} {difficulty} ({split}) has {x.shape[0]} "
+                      f"examples under {root}, {count} asked: generating {count} (seed {seed})", file=sys.stderr)
+                self.generate(root, difficulty, split, count, seed, overwrite=True)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    x, y = self.load_raw(root, difficulty, split, count, download=False)
         return x[:count], y[:count]
 
     def splits(self, data, root: Path, split_seed: int = 0) -> list[Split]:

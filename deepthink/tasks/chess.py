@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from deepthink.tasks.base import Task, register
-from deepthink.tasks.io import DataError, save_tensor, write_dir_atomically
+from deepthink.tasks.io import DataError, e2h, save_tensor, write_dir_atomically
 
 FOLDER = "chess_data"
 HEADER = "PuzzleId,FEN,Moves,Rating,RatingDeviation,Popularity,NbPlays,Themes,GameUrl,OpeningTags"
@@ -302,7 +302,7 @@ Malformed rows are skipped and listed in chess_data/skipped.csv; progress goes t
                         f"`deepthink data chess --csv FILE --data-root {root}`")
 
     def load_raw(self, root, difficulty, split, count, download):
-        from easy_to_hard_data import ChessPuzzleDataset
+        ChessPuzzleDataset = e2h().ChessPuzzleDataset
         start, end = difficulty, difficulty + count
         who_path = self.paths(root)["who_moves"]
         if not download and who_path.exists():       # small file: check the range before the big load
@@ -315,7 +315,9 @@ Malformed rows are skipped and listed in chess_data/skipped.csv; progress goes t
         except FileNotFoundError as e:
             raise DataError(f"missing chess file {e.filename}; run `deepthink data chess --csv FILE "
                             f"--data-root {root}`") from None
-        x, y, who = ds.puzzles.float(), ds.targets.long(), ds.who_moves.reshape(-1)   # (N,12,8,8) (N,8,8) (N,)
+        # clone: the dataset's tensors are views of the whole file; a block must not pin all of it
+        x, y = ds.puzzles.float().clone(), ds.targets.long().clone()                 # (N,12,8,8) (N,8,8)
+        who = ds.who_moves.reshape(-1)                                              # (N,)
         if len(ds) < count:
             raise DataError(f"chess block [{start}, {end}) runs past the {start + len(ds):,} puzzles in "
                             f"{Path(root) / FOLDER}")
@@ -330,7 +332,8 @@ Malformed rows are skipped and listed in chess_data/skipped.csv; progress goes t
 
         Log-odds (logit1 - logit0) rank squares like the class-1 softmax probability. The reference
         ranks by the raw class-1 logit and counts ties above the 2nd as extra squares."""
-        score = (logits[:, 1] - logits[:, 0]).float().flatten(1)                  # (B, 64)
+        logits = logits.float()            # cast before subtracting: bf16 differences create ties
+        score = (logits[:, 1] - logits[:, 0]).flatten(1)                          # (B, 64)
         pred = torch.zeros_like(score, dtype=torch.bool)
         pred.scatter_(1, score.topk(2, dim=1).indices, True)                       # (B, 64) two squares
         return (pred == targets.flatten(1).bool()).all(1)

@@ -1,8 +1,9 @@
 """Safe on-disk writes for generated data: several Ray trials may ask for the same missing files.
 
-`generate_once(target_dir, make)` takes an exclusive file lock beside `target_dir`, re-checks that
-the data is still missing, lets `make(tmp_dir)` write into a private temporary directory, then
-renames the whole directory into place. Readers therefore see either nothing or complete files.
+`write_dir_atomically(target_dir, make)` takes an exclusive file lock beside `target_dir`,
+re-checks that the data is still missing, lets `make(tmp_dir)` write into a private temporary
+directory, then renames the whole directory into place; `write_files_atomically` does the same per
+file. Readers therefore see either nothing or complete files (and Task.load reads under a lock).
 """
 from __future__ import annotations
 
@@ -103,3 +104,14 @@ def save_tensor(t, path: Path) -> None:
 
 def default_data_root() -> Path:
     return Path(os.environ.get("DEEPTHINK_DATA", "./data")).expanduser().resolve()
+
+
+def e2h():
+    """The easy_to_hard_data module, or a DataError saying how to install it."""
+    try:
+        import easy_to_hard_data
+    except ModuleNotFoundError:
+        raise DataError("the easy_to_hard_data package is not installed: run `pip install --no-deps "
+                        "easy-to-hard-data==1.0.0` (--no-deps: its own pins do not build on Python 3.11; "
+                        "`make demo`/`make test` do this)") from None
+    return easy_to_hard_data

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from deepthink.tasks.base import Task, register
-from deepthink.tasks.io import DataError, write_dir_atomically
+from deepthink.tasks.io import DataError, e2h, write_dir_atomically
 
 SPLITS = ("train", "test")
 # CLI default counts: practical on a laptop. Published: 50,000 train / 10,000 test for sizes 9..17,
@@ -258,7 +258,7 @@ class Mazes(Task):
         return [d / "inputs.npy", d / "solutions.npy"]
 
     def load_raw(self, root, difficulty, split, count, download):
-        from easy_to_hard_data import MazeDataset
+        MazeDataset = e2h().MazeDataset
         if split not in SPLITS:
             raise DataError(f"maze files exist for splits {SPLITS}, not {split!r}")
         try:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from deepthink.tasks.base import Task, register
-from deepthink.tasks.io import DataError, save_tensor, write_files_atomically
+from deepthink.tasks.io import DataError, e2h, save_tensor, write_files_atomically
 
 FOLDER = "prefix_sums_data"
 
@@ -74,6 +74,14 @@ class PrefixSums(Task):
     def check_difficulty(self, difficulty: int) -> str | None:
         return None if isinstance(difficulty, int) and difficulty >= 1 else "a number of bits >= 1"
 
+    def check_data(self, data):
+        n_train = data.train_count if data.train_count is not None else data.count
+        for key, bits, n in [("data.train_count" if data.train_count is not None else "data.count", data.train, n_train)] + \
+                [("data.count", d, data.count) for d in data.eval]:
+            if bits <= 62 and n > 2 ** bits:
+                return key, n, f"at most {2 ** bits}: there are only {2 ** bits} distinct strings of {bits} bits"
+        return None
+
     def paths(self, root: Path, n: int) -> tuple[Path, Path]:
         d = Path(root) / FOLDER
         return d / f"{n}_data.pth", d / f"{n}_targets.pth"
@@ -98,7 +106,7 @@ class PrefixSums(Task):
         }, overwrite=overwrite)
 
     def load_raw(self, root, difficulty, split, count, download):
-        from easy_to_hard_data import PrefixSumDataset
+        PrefixSumDataset = e2h().PrefixSumDataset
         try:
             ds = PrefixSumDataset(str(root), num_bits=difficulty, download=download)
         except FileNotFoundError as e:
