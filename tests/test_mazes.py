@@ -170,7 +170,8 @@ def test_concurrent_generation_yields_intact_files(tmp_path):
     TASK.generate(alone, 9, "test", 3000, seed=0)
     for name in ("inputs.npy", "solutions.npy"):
         assert _digest(shared / "maze_data_test_9" / name) == _digest(alone / "maze_data_test_9" / name)
-    assert sorted(p.name for p in shared.iterdir() if not p.name.endswith(".lock")) == ["maze_data_test_9"]
+    assert sorted(p.name for p in shared.iterdir() if not p.name.endswith(".lock")) == [
+        ".maze_data_test_9.deepthink.json", "maze_data_test_9"]     # no temporary leftovers
 
 
 def test_masks_metric_and_confidence(data_root):

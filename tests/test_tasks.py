@@ -20,7 +20,7 @@ def tiny_data(task, root: Path) -> DataConfig:
     smallest = next(d for d in range(8, 1000) if task.check_difficulty(d) is None)
     harder = next(d for d in range(smallest + 1, 1000) if task.check_difficulty(d) is None)
     try:
-        task.generate(root, smallest, "train", 40, seed=0)
+        task.produce(root, smallest, "train", 40, seed=0)
     except DataError:   # not generatable: convert the committed real data instead
         assert main(["data", task.cli_name, "--csv", str(FIXTURE_CSV), "--data-root", str(root)]) == 0
         return DataConfig(train=0, eval=[200], count=40)
@@ -86,3 +86,15 @@ def test_load_gives_exactly_count_examples_and_regenerates_a_smaller_set(task, d
     except DataError:
         return                                         # converted data (chess): nothing to regenerate
     assert "asked: generating" in capsys.readouterr().err
+
+
+def test_a_new_data_seed_regenerates_instead_of_reusing_files(task, data_root, capsys):
+    data = tiny_data(task, data_root)
+    if task.meta_path(data_root, data.train, "train") is None:
+        pytest.skip(f"{task.name} data is converted, not generated: no seed to record")
+    x0, _ = task.load(data_root, data.train, "train", data.count, seed=0)
+    x1, _ = task.load(data_root, data.train, "train", data.count, seed=1)
+    assert "generated with seed 0, seed 1 asked" in capsys.readouterr().err
+    assert not torch.equal(x0, x1)
+    x1b, _ = task.load(data_root, data.train, "train", data.count, seed=1)   # now recorded: reused
+    assert torch.equal(x1, x1b) and "asked" not in capsys.readouterr().err

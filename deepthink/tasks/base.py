@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import ClassVar
 
 import torch
 
-from deepthink.tasks.io import DataError, ensure_writable, file_lock
+from deepthink.tasks.io import DataError, ensure_writable, file_lock, write_files_atomically
 
 TASKS: dict[str, "Task"] = {}
 PUBLISHED_DIR = "published"     # <data-root>/published/: data.source: published downloads here
@@ -82,6 +83,10 @@ class Task:
         """(key, found, allowed) if the DataConfig asks for something impossible, else None."""
         return None
 
+    def meta_path(self, root: Path, difficulty: int, split: str) -> Path | None:
+        """Where `produce` records how the files were generated (seed, count); None: not recorded."""
+        return None
+
     def files_exist(self, root: Path, difficulty: int, split: str) -> bool:
         raise NotImplementedError
 
@@ -128,9 +133,28 @@ class Task:
         return (p.flatten(1) * m).sum(1) / m.sum(1).clamp_min(1)
 
     # ---- shared plumbing --------------------------------------------------------------------
+    def produce(self, root: Path, difficulty: int, split: str, count: int, seed: int,
+                overwrite: bool = False) -> list[Path]:
+        """`generate`, then record (seed, count) beside the files so that a later load with another
+        data seed regenerates instead of silently reusing them."""
+        paths = self.generate(root, difficulty, split, count, seed, overwrite=overwrite)
+        meta = self.meta_path(root, difficulty, split)
+        if meta is not None:
+            write_files_atomically(meta.parent, {meta.name: lambda p: p.write_text(
+                json.dumps({"task": self.name, "difficulty": difficulty, "split": split,
+                            "seed": seed, "count": count}) + "\n")}, overwrite=True)
+        return paths
+
+    def recorded_seed(self, root: Path, difficulty: int, split: str) -> int | None:
+        meta = self.meta_path(root, difficulty, split)
+        try:
+            return int(json.loads(meta.read_text())["seed"]) if meta is not None else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None      # no record (published or hand-made files): use them as they are
+
     def ensure(self, root: Path, difficulty: int, split: str, count: int, seed: int) -> None:
         if not self.files_exist(root, difficulty, split):
-            self.generate(root, difficulty, split, count, seed)
+            self.produce(root, difficulty, split, count, seed)
 
     def load(self, root: Path, difficulty: int, split: str, count: int, seed: int, source: str = "generated") -> tuple[torch.Tensor, torch.Tensor]:
         """Exactly `count` examples (fewer only from a published file that has fewer), as
@@ -155,12 +179,15 @@ class Task:
             self.ensure(root, difficulty, split, count, seed)
             with contextlib.redirect_stdout(io.StringIO()):   # the package prints on every load
                 x, y = self.load_raw(root, difficulty, split, count, download=False)
-            if x.shape[0] < count:
-                # Files made earlier with a smaller count: make the requested set, never train on
-                # less than asked without saying so. (A task that cannot generate raises DataError.)
-                print(f"deepthink: {self.name} {self.difficulty_name} {difficulty} ({split}) has {x.shape[0]} "
-                      f"examples under {root}, {count} asked: generating {count} (seed {seed})", file=sys.stderr)
-                self.generate(root, difficulty, split, count, seed, overwrite=True)
+            recorded = self.recorded_seed(root, difficulty, split)
+            why = (f"has {x.shape[0]} examples, {count} asked" if x.shape[0] < count else
+                   f"was generated with seed {recorded}, seed {seed} asked" if recorded not in (None, seed) else None)
+            if why:
+                # Never train on fewer examples or on another seed's data without saying so.
+                # (A task that cannot generate raises a DataError here.)
+                print(f"deepthink: {self.name} {self.difficulty_name} {difficulty} ({split}) under {root} "
+                      f"{why}: generating {count} (seed {seed})", file=sys.stderr)
+                self.produce(root, difficulty, split, count, seed, overwrite=True)
                 with contextlib.redirect_stdout(io.StringIO()):
                     x, y = self.load_raw(root, difficulty, split, count, download=False)
         return x[:count], y[:count]

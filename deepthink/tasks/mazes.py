@@ -223,7 +223,7 @@ class Mazes(Task):
             raise DataError(f"--seed must be a non-negative integer, got {args.seed}")
         for n in args.sizes:
             t0 = time.perf_counter()
-            self.generate(root, n, args.split, count, args.seed, overwrite=True)
+            self.produce(root, n, args.split, count, args.seed, overwrite=True)
             dt = time.perf_counter() - t0
             H = image_side(n)
             print(f"mazes size {n:>4} ({args.split}): {count} mazes of {H}x{H} px in {dt:.1f} s "
@@ -235,6 +235,10 @@ class Mazes(Task):
 
     def check_difficulty(self, difficulty) -> str | None:
         return size_problem(difficulty)
+
+    def meta_path(self, root: Path, difficulty: int, split: str) -> Path:
+        d = folder(root, difficulty, split)     # beside the folder: it holds exactly the published files
+        return d.parent / f".{d.name}.deepthink.json"
 
     def files_exist(self, root: Path, difficulty: int, split: str) -> bool:
         d = folder(root, difficulty, split)

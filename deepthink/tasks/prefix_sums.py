@@ -64,7 +64,7 @@ class PrefixSums(Task):
                 raise DataError(f"--count {args.count} is larger than the {2 ** n} distinct strings of "
                                 f"{n} bits; lower --count or drop --bits {n}")
         for n in args.bits:
-            paths = self.generate(root, n, "train", args.count, args.seed, overwrite=True)
+            paths = self.produce(root, n, "train", args.count, args.seed, overwrite=True)
             print(f"prefix sums {n:>5} bits: {args.count} distinct strings -> {paths[0].parent}/{n}_{{data,targets}}.pth")
         return 0
 
@@ -88,6 +88,9 @@ class PrefixSums(Task):
 
     def files_exist(self, root: Path, difficulty: int, split: str) -> bool:
         return all(p.exists() for p in self.paths(root, difficulty))
+
+    def meta_path(self, root: Path, difficulty: int, split: str) -> Path:
+        return Path(root) / FOLDER / f".{difficulty}_deepthink.json"
 
     def generate(self, root: Path, difficulty: int, split: str, count: int, seed: int,
                  overwrite: bool = False) -> list[Path]:
