@@ -34,7 +34,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from deepthink.config import PRECISIONS  # the one list of choices, validated in config.py
+
+
 
 
 @dataclass(frozen=True)

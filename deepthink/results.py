@@ -60,6 +60,15 @@ METRICS = ("iteration", "max_confidence")
 ROW_KEY = ["trial_id", "split", "difficulty", "metric", "test_iters"]
 
 
+def trial_columns(cfg, trial_id: str) -> dict:
+    """The columns every row of a trial shares that come from its TrialConfig (one place, so a new
+    config column reaches the trainer's rows and the sweep's failed rows alike)."""
+    return {"sweep": cfg.sweep, "trial_id": trial_id, "task": cfg.task, "model": cfg.model,
+            "width": cfg.width, "depth": cfg.depth, "max_iters": cfg.max_iters, "alpha": cfg.train.alpha,
+            "seed": cfg.seed, "train_difficulty": cfg.data.train, "epochs": cfg.train.epochs,
+            "lr": cfg.train.lr}
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) for a local path or a URI (s3://, gs://, file://) via pyarrow.fs."""
     if "://" in uri:
@@ -79,9 +88,10 @@ def to_table(rows: list[dict] | pd.DataFrame) -> pa.Table:
     for c in COLUMNS:
         if c not in df.columns:
             df[c] = None
-    bad = set(df["status"]) - set(STATUSES)
-    if bad:
-        raise ValueError(f"status must be one of {STATUSES}, found {sorted(bad)}")
+    for col, allowed in (("status", STATUSES), ("split", SPLITS), ("metric", METRICS)):
+        bad = set(df[col].dropna()) - set(allowed)     # metric is null on a failed trial's rows
+        if bad:
+            raise ValueError(f"{col} must be one of {allowed}, found {sorted(bad)}")
     return pa.Table.from_pandas(df[COLUMNS], schema=SCHEMA, preserve_index=False)
 
 

@@ -45,6 +45,7 @@ from deepthink.config import TrialConfig
 from deepthink.evaluate import SplitResult, accuracy_at, evaluate_split
 from deepthink.models import ThinkingNet, build_model, count_parameters
 from deepthink.optim import build_optimizer, lr_at, set_lr
+from deepthink.results import trial_columns
 from deepthink.precision import Precision, flush_subnormal_, resolve_precision
 from deepthink.tasks import Split, Task, get_task
 
@@ -236,10 +237,7 @@ def result_rows(cfg: TrialConfig, trial_id: str, task: Task, results: list[tuple
                 status: str, epochs_completed: int, n_params: int, train_seconds: float,
                 device: str) -> list[dict]:
     """One row per (split, difficulty, metric, test_iters), in deepthink/results.py's schema."""
-    common = {"sweep": cfg.sweep, "trial_id": trial_id, "task": task.name, "model": cfg.model,
-              "width": cfg.width, "depth": cfg.depth, "max_iters": cfg.max_iters, "alpha": cfg.train.alpha,
-              "seed": cfg.seed, "train_difficulty": cfg.data.train, "status": status,
-              "epochs": cfg.train.epochs, "epochs_completed": epochs_completed, "lr": cfg.train.lr,
+    common = {**trial_columns(cfg, trial_id), "status": status, "epochs_completed": epochs_completed,
               "n_params": n_params, "train_seconds": train_seconds, "node": socket.gethostname(),
               "device": device, "error": None}
     rows = []

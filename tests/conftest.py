@@ -12,3 +12,12 @@ def data_root(tmp_path):
     root = tmp_path / "data"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (bit-exact comparisons; no OpenMP stalls on a busy 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

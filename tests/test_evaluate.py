@@ -17,12 +17,7 @@ SPATIAL = {1: (9,), 2: (6, 6)}
 FP32 = resolve_precision("fp32", "cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.py
 
 
 def setup(task, model_name, n=12, iters=4):

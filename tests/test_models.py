@@ -12,12 +12,7 @@ from deepthink.tasks import TASKS
 SPATIAL = {1: (11,), 2: (6, 7)}     # small, deliberately non-square / odd sizes
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.py
 
 
 def make(model_name, task, width=8, iters=3, seed=0):

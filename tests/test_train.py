@@ -21,12 +21,7 @@ from deepthink.tasks import TASKS, Split
 from deepthink.train import progressive_loss, run_trial
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)      # 2 shared cores: one thread is faster for tiny nets, and reproducible
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.py
 
 
 @pytest.fixture(scope="module")

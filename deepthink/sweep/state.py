@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import filesystem, is_local, read_results, trial_file, written_trials
+from deepthink.results import filesystem, is_local, read_results, trial_columns, trial_file, written_trials
 
 RAY_DIR = "_ray"
 CONFIG_DIR = "_config"
@@ -154,14 +154,9 @@ def failed_rows(cfg: TrialConfig, trial_id: str, error: str, *, epochs_completed
     accuracy, n_examples, n_params, train_seconds). A later --resume that completes the trial
     replaces this file with the real rows."""
     places = [("train", cfg.data.train), ("val", cfg.data.train)] + [("test", d) for d in cfg.data.eval]
-    base = {
-        "sweep": cfg.sweep, "trial_id": trial_id, "task": cfg.task, "model": cfg.model,
-        "width": cfg.width, "depth": cfg.depth, "max_iters": cfg.max_iters, "alpha": cfg.train.alpha,
-        "seed": cfg.seed, "train_difficulty": cfg.data.train, "metric": None, "test_iters": None,
-        "accuracy": None, "n_examples": None, "status": "failed", "epochs": cfg.train.epochs,
-        "epochs_completed": epochs_completed, "lr": cfg.train.lr, "n_params": None,
-        "train_seconds": None, "node": node, "device": device, "error": error,
-    }
+    base = {**trial_columns(cfg, trial_id), "metric": None, "test_iters": None, "accuracy": None,
+            "n_examples": None, "status": "failed", "epochs_completed": epochs_completed,
+            "n_params": None, "train_seconds": None, "node": node, "device": device, "error": error}
     return [{**base, "split": split, "difficulty": d} for split, d in places]
 
 
