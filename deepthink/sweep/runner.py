@@ -38,6 +38,11 @@ def start_ray(address: str | None) -> plan.Capacity:
     cap = plan.local_capacity()
     # address="local": always a new instance; without it ray.init would join whatever cluster
     # /tmp/ray/ray_current_cluster names (a `ray start` or a test's Cluster on this machine).
+    # Ray starts workers at niceness 15 by default, so on a shared machine any other process (an
+    # editor's test run, another user's job) takes the CPU from the trials; measured here: epochs of
+    # two trials went from 18 s to 35-40 s while a test suite ran beside them. The trials are the
+    # work, so they run at the default priority (a cluster sets this on `ray start`).
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(address="local", num_cpus=int(cap.total("CPU")), num_gpus=int(cap.total("GPU")),
              object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, log_to_driver=True)
     return cap
