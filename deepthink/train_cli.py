@@ -15,8 +15,9 @@ Writes, under <storage>/<name>/ (storage must be a local path here; use `deepthi
     trial-<id>.parquet           the results rows (deepthink/results.py)
     _config/train-<id>.yaml      the resolved trial configuration
     _checkpoints/<id>/           checkpoint.pt, written every train.checkpoint_every epochs
-<id> is a short hash of the resolved configuration (storage excluded): running the same command
-again continues from its checkpoint (or, if training had finished, only re-evaluates).
+<id> is a short hash of the resolved configuration that determines training (test.*, storage and
+the sweep name excluded): running the same command again continues from its checkpoint, or, if
+training had finished, only re-evaluates (e.g. with more --test.iterations) and replaces the rows.
 Exit status: 0 trained (ok or diverged; the status is printed), 2 bad file, flag or checkpoint.
 """
 from __future__ import annotations
@@ -84,8 +85,11 @@ def yaml_scalar(text: str) -> Any:
 
 
 def trial_hash(cfg_dict: dict[str, Any]) -> str:
-    """Stable 10-hex-digit id of a resolved TrialConfig (the storage location excluded)."""
-    key = {k: v for k, v in cfg_dict.items() if k != "storage"}
+    """Stable 10-hex-digit id of what a resolved TrialConfig trains: the keys the checkpoint check
+    ignores (test.*, storage, sweep name) are left out, so changing only the evaluation re-evaluates
+    the trained model (and replaces its rows) instead of training it again."""
+    from deepthink.checkpoint import IGNORED_CONFIG_KEYS
+    key = {k: v for k, v in cfg_dict.items() if k not in IGNORED_CONFIG_KEYS}
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -349,6 +349,8 @@ def test_train_cli_override_parsing():
     assert special == {"device": "cpu", "data-root": "/d"}
     cfg = tiny().to_dict()
     assert trial_hash(cfg) == trial_hash({**cfg, "storage": "/elsewhere"}) != trial_hash({**cfg, "seed": 1})
+    # evaluation settings do not change what is trained: same id, so the checkpoint is reused
+    assert trial_hash(cfg) == trial_hash({**cfg, "test": {**cfg["test"], "iterations": 999}})
 
 
 def test_masked_loss_is_the_mean_over_counted_positions_only():
