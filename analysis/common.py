@@ -22,6 +22,9 @@ GROUP_KEYS = CONFIG_KEYS + ["sweep"]          # allowed for --rows / --cols
 DEFAULT_COL_ORDER = ["depth", "width", "alpha", "max_iters", "lr", "epochs", "train_difficulty",
                      "task", "sweep"]
 STATUS_ORDER = {"ok": 0, "diverged": 1, "failed": 2}   # worst status wins if rows disagree
+# --metric -> the accuracy column it reads: the output after exactly test_iters iterations, or per
+# example the most confident output among iterations 1..test_iters.
+METRIC_COLUMNS = {"iteration": "accuracy", "max_confidence": "accuracy_max_confidence"}
 
 
 class AnalysisError(ValueError):
@@ -68,6 +71,14 @@ def choose(df: pd.DataFrame, column: str, value, option: str) -> pd.DataFrame:
         present = ", ".join(fmt_value(v) for v in sorted(df[column].dropna().unique()))
         raise AnalysisError(f"{option} {value}: no rows have {column} = {value}; values present: {present}")
     return out
+
+
+def metric_column(metric: str) -> str:
+    """The accuracy column for --metric; an AnalysisError naming the choices for anything else."""
+    try:
+        return METRIC_COLUMNS[metric]
+    except KeyError:
+        raise AnalysisError(f"--metric {metric}: expected one of {', '.join(METRIC_COLUMNS)}") from None
 
 
 def trials(df: pd.DataFrame) -> pd.DataFrame:

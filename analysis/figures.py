@@ -8,6 +8,10 @@ e.g. depth or alpha): the mean over seeds of the 'ok' trials, with a ±1 sample-
 there are two or more seeds; a vertical dashed mark at the training iteration count. Diverged and
 failed trials are not drawn: the script prints them, and the figure's footer counts them. Prints
 the path of the figure it wrote. Uses matplotlib's Agg backend (no display needed).
+
+--metric picks the accuracy column: iteration -> `accuracy` (the output after that many
+iterations), max_confidence -> `accuracy_max_confidence` (per example, the most confident output
+among iterations 1..K).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.common import (AnalysisError, choose, describe, difficulty_label, excluded_note,  # noqa: E402
-                             extra_keys, load, trials)
+                             extra_keys, load, metric_column, trials)
 
 
 def curves(df: pd.DataFrame, *, split: str = "test", metric: str = "iteration",
@@ -32,7 +36,8 @@ def curves(df: pd.DataFrame, *, split: str = "test", metric: str = "iteration",
 
     Returns ({difficulty: {line label: DataFrame(test_iters, mean, std, n, max_iters)}},
     the excluded (non-ok) trials, the line keys)."""
-    sel = choose(choose(df, "split", split, "--split"), "metric", metric, "--metric")
+    column = metric_column(metric)
+    sel = choose(df, "split", split, "--split")
     for d in difficulties or []:
         choose(sel, "difficulty", d, "--difficulty")
     t = trials(df)
@@ -46,7 +51,7 @@ def curves(df: pd.DataFrame, *, split: str = "test", metric: str = "iteration",
         for key, g in rows.groupby(line_keys, dropna=False, sort=True):
             key = key if isinstance(key, tuple) else (key,)
             # per test iteration: mean and sample std (ddof=1) over this line's trials (seeds)
-            stats = g.groupby("test_iters")["accuracy"].agg(["mean", "std", "count"]).reset_index()
+            stats = g.groupby("test_iters")[column].agg(["mean", "std", "count"]).reset_index()
             stats = stats.rename(columns={"count": "n"})
             stats["max_iters"] = int(g["max_iters"].iloc[0])
             panel[describe(dict(zip(line_keys, key)))] = stats

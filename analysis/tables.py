@@ -21,8 +21,8 @@ and names their cells and seeds.
                      chosen on the test set itself, so optimistic)
               K      accuracy after exactly K iterations; a trial tested to fewer (e.g. a
                      feed-forward net with fewer blocks) shows as n/a with a note, never dropped
---metric:     iteration (the output after that iteration) or max_confidence (per example, the
-              most confident iteration up to it)
+--metric:     iteration (column `accuracy`: the output after that iteration) or max_confidence
+              (column `accuracy_max_confidence`: per example, the most confident iteration up to it)
 --format csv is tidy: one line per cell with mean, std, n and the excluded/missing counts.
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from analysis.common import (CONFIG_KEYS, GROUP_KEYS, AnalysisError, choose, default_cols, describe,
-                             difficulty_label, excluded_note, extra_keys, fmt_value, load, trials)
+                             difficulty_label, excluded_note, extra_keys, fmt_value, load, metric_column,
+                             trials)
 
 DASH = "—"     # no usable trial in this cell
 
@@ -88,14 +89,14 @@ def parse_iteration(text: str) -> str | int:
     return k
 
 
-def per_trial_value(rows: pd.DataFrame, iteration: str | int) -> pd.Series:
-    """trial -> accuracy at the chosen iteration (only trials that have one)."""
+def per_trial_value(rows: pd.DataFrame, iteration: str | int, column: str = "accuracy") -> pd.Series:
+    """trial -> accuracy (`column`) at the chosen iteration (only trials that have one)."""
     if iteration == "train":
         rows = rows[rows["test_iters"] == rows["max_iters"]]
     elif iteration != "best":
         rows = rows[rows["test_iters"] == iteration]
     agg = "max" if iteration == "best" else "mean"   # mean: a no-op, rows are unique per iteration
-    return rows.groupby("trial")["accuracy"].agg(agg)
+    return rows.groupby("trial")[column].agg(agg)
 
 
 def iteration_words(iteration: str | int) -> str:
@@ -113,7 +114,8 @@ def build_tables(df: pd.DataFrame, *, rows: str = "model", cols: str | None = No
     for opt, key in (("--rows", rows), ("--cols", cols)):
         if key is not None and key not in GROUP_KEYS:
             raise AnalysisError(f"{opt} {key}: expected one of {', '.join(GROUP_KEYS)}")
-    sel = choose(choose(df, "split", split, "--split"), "metric", metric, "--metric")
+    column = metric_column(metric)
+    sel = choose(df, "split", split, "--split")
     all_trials = trials(df)
     cols = cols or default_cols(all_trials, rows)
     if cols == rows:
@@ -125,7 +127,7 @@ def build_tables(df: pd.DataFrame, *, rows: str = "model", cols: str | None = No
     for d in difficulties or sorted(sel["difficulty"].dropna().unique()):
         rows_d = sel[sel["difficulty"] == d]
         scope = all_trials[all_trials["trial"].isin(set(rows_d["trial"]) | never_evaluated)]
-        values = per_trial_value(rows_d, iteration)
+        values = per_trial_value(rows_d, iteration, column)
         last_iter = rows_d.groupby("trial")["test_iters"].max()
         extra = extra_keys(scope, [rows, cols])
         groups = scope.groupby(extra, dropna=False, sort=True) if extra else [((), scope)]

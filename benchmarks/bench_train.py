@@ -218,7 +218,7 @@ def accuracy(quick: bool, root: Path) -> list[str]:
                 out = run_trial(cfg, root, trial_id="b", checkpoint_dir=Path(ckpt), log=lambda m: None)
 
             def acc(split, best=False):
-                vals = [r["accuracy"] for r in out.rows if r["split"] == split and r["metric"] == "iteration"
+                vals = [r["accuracy"] for r in out.rows if r["split"] == split
                         and (best or r["test_iters"] == cfg.max_iters)]
                 return max(vals)
             lines.append(f"| {prec} | {seed} | {acc('train'):.1f} | {acc('val'):.1f} | {acc('test', True):.1f} | "

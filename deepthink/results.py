@@ -1,16 +1,22 @@
 """Results: the tidy Parquet contract (DESIGN.md section 5).
 
 `<storage>/<name>/` is a Parquet dataset: one file per trial, `trial-<trial_id>.parquet`, one row per
-(trial, split, difficulty, metric, test_iters). pandas.read_parquet(dir) reads it whole; pyarrow
+(trial, split, difficulty, test_iters) (ROW_KEY). pandas.read_parquet(dir) reads it whole; pyarrow
 ignores names starting with '_' or '.', so Ray's state (`_ray/`), checkpoints (`_checkpoints/`) and
 temporary files (`.tmp-*`) can live beside the data.
 
 Writes are atomic (temporary name, then rename; on object stores a single PUT), and rewriting a
 trial replaces its file, so a resumed sweep never duplicates rows.
 
-Columns beyond the contract: `metric` ('iteration' = accuracy after exactly test_iters iterations;
-'max_confidence' = per example, the output of the most confident iteration among 1..test_iters),
-`node`, `device`, `epochs_completed`, `error`.
+`accuracy` is the whole-sample accuracy (%) of the output after exactly test_iters iterations.
+Columns beyond the contract: `accuracy_max_confidence` (whole-sample accuracy (%) when each
+example takes the output of its most confident iteration among 1..test_iters), `node`, `device`,
+`epochs_completed`, `error`. A failed trial's rows have null test_iters and NaN in both accuracy
+columns.
+
+Older versions wrote two rows per key, told apart by a `metric` column ('iteration' |
+'max_confidence'). read_results() still reads such files: it pivots them to one row per key
+(see LEGACY_METRIC_COLUMN). pandas.read_parquet on such a directory gives the old layout.
 """
 from __future__ import annotations
 
@@ -36,9 +42,9 @@ SCHEMA = pa.schema([
     ("train_difficulty", pa.int64()),
     ("split", pa.string()),
     ("difficulty", pa.int64()),
-    ("metric", pa.string()),
     ("test_iters", pa.int64()),
     ("accuracy", pa.float64()),
+    ("accuracy_max_confidence", pa.float64()),
     ("n_examples", pa.int64()),
     ("status", pa.string()),
     ("epochs", pa.int64()),
@@ -56,8 +62,12 @@ REQUIRED = ["sweep", "trial_id", "task", "model", "width", "depth", "max_iters",
             "status", "epochs", "lr", "n_params", "train_seconds"]
 STATUSES = ("ok", "diverged", "failed")
 SPLITS = ("train", "val", "test")
-METRICS = ("iteration", "max_confidence")
-ROW_KEY = ["trial_id", "split", "difficulty", "metric", "test_iters"]
+ROW_KEY = ["trial_id", "split", "difficulty", "test_iters"]     # unique within a sweep directory
+# The old layout's column: two rows per ROW_KEY, metric 'iteration' (-> accuracy) and
+# 'max_confidence' (-> accuracy_max_confidence); null on a failed trial's rows.
+LEGACY_METRIC_COLUMN = "metric"
+LEGACY_SCHEMA = pa.schema([f for f in SCHEMA if f.name != "accuracy_max_confidence"]
+                          + [pa.field(LEGACY_METRIC_COLUMN, pa.string())])
 
 
 def trial_columns(cfg, trial_id: str) -> dict:
@@ -85,13 +95,20 @@ def to_table(rows: list[dict] | pd.DataFrame) -> pa.Table:
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(f"result rows lack required columns {missing}")
+    unknown = [c for c in df.columns if c not in COLUMNS]
+    if unknown:     # e.g. the old `metric` column: its rows would duplicate keys
+        raise ValueError(f"result rows have columns outside the schema {unknown}")
     for c in COLUMNS:
         if c not in df.columns:
             df[c] = None
-    for col, allowed in (("status", STATUSES), ("split", SPLITS), ("metric", METRICS)):
-        bad = set(df[col].dropna()) - set(allowed)     # metric is null on a failed trial's rows
+    for col, allowed in (("status", STATUSES), ("split", SPLITS)):
+        bad = set(df[col].dropna()) - set(allowed)
         if bad:
             raise ValueError(f"{col} must be one of {allowed}, found {sorted(bad)}")
+    dup = df.duplicated(ROW_KEY)
+    if dup.any():
+        first = df.loc[dup, ROW_KEY].iloc[0].to_dict()
+        raise ValueError(f"result rows must be one per {ROW_KEY}; {int(dup.sum())} repeat a key, e.g. {first}")
     return pa.Table.from_pandas(df[COLUMNS], schema=SCHEMA, preserve_index=False)
 
 
@@ -128,7 +145,8 @@ def written_trials(sweep_uri: str) -> set[str]:
 
 
 def read_results(*uris: str) -> pd.DataFrame:
-    """All rows of one or more sweep directories (or single files) as one DataFrame."""
+    """All rows of one or more sweep directories (or single files) as one DataFrame, in SCHEMA's
+    columns, one row per ROW_KEY. Files in the old layout (a `metric` column) are pivoted."""
     frames = []
     for uri in uris:
         fs, path = filesystem(uri)
@@ -139,10 +157,38 @@ def read_results(*uris: str) -> pd.DataFrame:
             # only the trial files: a stray file (a figure, notes) must not break reading
             files = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path))
                            if i.base_name.startswith("trial-") and i.base_name.endswith(".parquet"))
-            if not files:
-                continue
-            frames.append(pq.read_table(files, filesystem=fs, schema=SCHEMA).to_pandas())
         else:
-            frames.append(pq.read_table(path, filesystem=fs, schema=SCHEMA).to_pandas())
+            files = [path]
+        if not files:
+            continue
+        legacy = [f for f in files if LEGACY_METRIC_COLUMN in pq.read_schema(f, filesystem=fs).names]
+        current = [f for f in files if f not in set(legacy)]
+        if current:
+            frames.append(pq.read_table(current, filesystem=fs, schema=SCHEMA).to_pandas())
+        if legacy:
+            frames.append(from_legacy(pq.read_table(legacy, filesystem=fs, schema=LEGACY_SCHEMA).to_pandas()))
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     return df
+
+
+def from_legacy(old: pd.DataFrame) -> pd.DataFrame:
+    """Old-layout rows (two per key, told apart by `metric`) -> one row per key in SCHEMA's columns:
+    `accuracy` from metric 'iteration', `accuracy_max_confidence` from metric 'max_confidence',
+    matched on every other column. Rows with a null metric (a failed trial's) keep their accuracy
+    and get NaN for accuracy_max_confidence."""
+    m = LEGACY_METRIC_COLUMN
+    bad = set(old[m].dropna()) - {"iteration", "max_confidence"}
+    if bad:
+        raise ValueError(f"old-layout results with unknown {m} values {sorted(bad)}")
+    keys = [c for c in old.columns if c not in (m, "accuracy")]
+    base = old[old[m] != "max_confidence"].drop(columns=m)
+    conf = (old.loc[old[m] == "max_confidence", keys + ["accuracy"]]
+               .rename(columns={"accuracy": "accuracy_max_confidence"}))
+    # pandas matches null keys with null keys (error, node, ... are null on most rows). A left
+    # merge keeps the file's row order; a max_confidence row without its iteration row is kept too.
+    out = base.merge(conf, on=keys, how="left", validate="one_to_one")
+    alone = conf.merge(base[keys], on=keys, how="left", indicator=True)
+    alone = alone[alone["_merge"] == "left_only"].drop(columns="_merge")
+    if len(alone):
+        out = pd.concat([out, alone], ignore_index=True)
+    return out[COLUMNS].reset_index(drop=True)

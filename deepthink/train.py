@@ -236,17 +236,17 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
 def result_rows(cfg: TrialConfig, trial_id: str, task: Task, results: list[tuple[Split, SplitResult]], *,
                 status: str, epochs_completed: int, n_params: int, train_seconds: float,
                 device: str) -> list[dict]:
-    """One row per (split, difficulty, metric, test_iters), in deepthink/results.py's schema."""
+    """One row per (split, difficulty, test_iters), in deepthink/results.py's schema: `accuracy`
+    after exactly test_iters iterations, `accuracy_max_confidence` from the most confident of 1..test_iters."""
     common = {**trial_columns(cfg, trial_id), "status": status, "epochs_completed": epochs_completed,
               "n_params": n_params, "train_seconds": train_seconds, "node": socket.gethostname(),
               "device": device, "error": None}
     rows = []
     for split, res in results:
-        for metric in ("iteration", "max_confidence"):
-            for i, acc in enumerate(res.accuracy(metric), start=1):
-                rows.append({**common, "split": split.split, "difficulty": split.difficulty,
-                             "metric": metric, "test_iters": i, "accuracy": acc,
-                             "n_examples": res.n_examples})
+        at_iteration, max_confidence = res.accuracy("iteration"), res.accuracy("max_confidence")
+        for i, (acc, acc_conf) in enumerate(zip(at_iteration, max_confidence, strict=True), start=1):
+            rows.append({**common, "split": split.split, "difficulty": split.difficulty, "test_iters": i,
+                         "accuracy": acc, "accuracy_max_confidence": acc_conf, "n_examples": res.n_examples})
     return rows
 
 

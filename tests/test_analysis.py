@@ -9,12 +9,13 @@ Every expected number below was worked out by hand from the values written (samp
   ff_net depth 40: seed 0 -> 12.5 (one seed); seed 1 failed before testing (no accuracy rows)
 Recurrent curves: acc(i) = v + 2*(min(i, 12) - max_iters), tested to 14 -> best = v + 2*(12 - max_iters),
 at K=12 the same; feed-forward curves: acc(i) = v - (max_iters - i), tested to max_iters -> best = v.
-max_confidence rows are the iteration rows + 1.
+accuracy_max_confidence is accuracy + 1 on every row.
 """
 import csv
 import io
 import math
 
+import pandas as pd
 import pytest
 
 from analysis.common import AnalysisError
@@ -22,13 +23,14 @@ from analysis.figures import curves
 from analysis.figures import main as figures_main
 from analysis.tables import build_tables, main as tables_main
 from deepthink.results import write_trial
+from test_results import write_legacy_trial
 
 BASE = dict(task="prefix_sums", width=16, alpha=0.0, train_difficulty=32, n_examples=100,
             epochs=3, lr=0.001, n_params=1000, train_seconds=1.0)
 
 
 def trial_rows(sweep, model, depth, seed, v44, status="ok", v40=50.0):
-    """Rows for one trial: test split, difficulties 40 and 44, both metrics."""
+    """Rows for one trial: test split, difficulties 40 and 44, both accuracy columns."""
     max_iters = (depth - 4) // 4
     tid = f"{model}_d{depth}_s{seed}"
     last = 14 if model == "recur_net" else max_iters
@@ -36,34 +38,37 @@ def trial_rows(sweep, model, depth, seed, v44, status="ok", v40=50.0):
     for diff, v in ((44, v44), (40, v40)):
         for i in range(1, last + 1):
             acc = v + 2 * (min(i, 12) - max_iters) if model == "recur_net" else v - (max_iters - i)
-            for metric, a in (("iteration", acc), ("max_confidence", acc + 1)):
-                rows.append(dict(BASE, sweep=sweep, trial_id=tid, model=model, depth=depth,
-                                 max_iters=max_iters, seed=seed, split="test", difficulty=diff,
-                                 metric=metric, test_iters=i, accuracy=float(a), status=status))
+            rows.append(dict(BASE, sweep=sweep, trial_id=tid, model=model, depth=depth,
+                             max_iters=max_iters, seed=seed, split="test", difficulty=diff, test_iters=i,
+                             accuracy=float(acc), accuracy_max_confidence=float(acc + 1), status=status))
     return tid, rows
 
 
 def failed_trial(sweep, model, depth, seed):
     tid = f"{model}_d{depth}_s{seed}"
     row = dict(BASE, sweep=sweep, trial_id=tid, model=model, depth=depth, max_iters=(depth - 4) // 4,
-               seed=seed, split=None, difficulty=None, metric=None, test_iters=None,
-               accuracy=float("nan"), status="failed", error="RuntimeError: CUDA out of memory")
+               seed=seed, split=None, difficulty=None, test_iters=None, accuracy=float("nan"),
+               accuracy_max_confidence=float("nan"), status="failed", error="RuntimeError: CUDA out of memory")
     return tid, [row]
 
 
-@pytest.fixture
-def sweeps(tmp_path):
+def write_sweeps(tmp_path, write=write_trial):
     a, b = tmp_path / "sweep_a", tmp_path / "sweep_b"
     for args in [("recur_net", 44, 0, 30), ("recur_net", 44, 1, 33), ("recur_net", 44, 2, 36),
                  ("ff_net", 44, 0, 20), ("ff_net", 44, 1, 25),
                  ("recur_net", 40, 0, 10), ("recur_net", 40, 1, 20), ("recur_net", 40, 2, 60),
                  ("ff_net", 40, 0, 12.5)]:
-        write_trial(str(a), *trial_rows("sweep_a", *args))
-    write_trial(str(a), *trial_rows("sweep_a", "recur_net", 40, 3, 99.0, status="diverged"))
-    write_trial(str(a), *failed_trial("sweep_a", "ff_net", 40, 1))
+        write(a, *trial_rows("sweep_a", *args))
+    write(a, *trial_rows("sweep_a", "recur_net", 40, 3, 99.0, status="diverged"))
+    write(a, *failed_trial("sweep_a", "ff_net", 40, 1))
     for seed, v in ((3, 39), (4, 42)):
-        write_trial(str(b), *trial_rows("sweep_b", "recur_net", 44, seed, v))
+        write(b, *trial_rows("sweep_b", "recur_net", 44, seed, v))
     return str(a), str(b)
+
+
+@pytest.fixture
+def sweeps(tmp_path):
+    return write_sweeps(tmp_path, lambda d, tid, rows: write_trial(str(d), tid, rows))
 
 
 def table_for(text, difficulty):
@@ -116,6 +121,31 @@ def test_best_and_fixed_iteration(sweeps, capsys):
 def test_max_confidence_metric(sweeps, capsys):
     cells, _ = table_for(run_tables(capsys, sweeps[0], "--metric", "max_confidence", "--difficulty", "44"), 44)
     assert cells["recur_net"][1] == "34.00 ± 3.00 (n=3)"
+    from analysis.common import load
+    data, _, _ = curves(load(list(sweeps)), metric="max_confidence", difficulties=[44])
+    s = data[44]["recur_net, depth=44"].set_index("test_iters")
+    assert math.isclose(s.loc[10, "mean"], 37.0) and math.isclose(s.loc[10, "std"], math.sqrt(22.5))
+
+
+def test_one_row_per_key_for_pandas(sweeps):
+    df = pd.read_parquet(sweeps[0])
+    assert "metric" not in df.columns
+    assert not df.duplicated(["trial_id", "split", "difficulty", "test_iters"]).any()
+    # the whole-dataset groupby a researcher writes averages one accuracy, not two metrics
+    mean = df[df["difficulty"] == 44].groupby(["model", "depth", "test_iters"])["accuracy"].mean()
+    assert math.isclose(mean[("recur_net", 44, 10)], (30 + 33 + 36) / 3)
+
+
+@pytest.mark.parametrize("metric", ["iteration", "max_confidence"])
+def test_old_layout_directories_give_the_same_tables(tmp_path, sweeps, capsys, metric):
+    """Directories written before accuracy_max_confidence existed (a `metric` column, two rows per
+    key) read through deepthink.results.read_results and give the same numbers."""
+    old = write_sweeps(tmp_path / "old", write_legacy_trial)
+    assert "metric" in pd.read_parquet(old[0]).columns
+    for fmt in ("markdown", "csv"):
+        new_out = run_tables(capsys, *sweeps, "--metric", metric, "--format", fmt)
+        old_out = run_tables(capsys, *old, "--metric", metric, "--format", fmt)
+        assert old_out == new_out
 
 
 def test_two_directories_pool_same_config(sweeps, capsys):
@@ -156,7 +186,7 @@ def test_csv_and_latex(sweeps, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--difficulty", "99"], "values present: 40, 44"),
     (["--split", "val"], "values present: test"),
-    (["--metric", "confidence"], "values present: iteration, max_confidence"),
+    (["--metric", "confidence"], "expected one of iteration, max_confidence"),
     (["--iteration", "last"], "expected 'train', 'best' or a positive integer"),
     (["--rows", "depth", "--cols", "depth"], "pick two different keys"),
 ])

@@ -24,7 +24,9 @@ def test_demo_smoke_runs_the_whole_pipeline(tmp_path, capsys):
     sweep_dir = storage / "quickstart_smoke"
     df = read_results(str(sweep_dir))
     assert set(df.status) == {"ok"} and df.trial_id.nunique() == 4
-    assert pd.read_parquet(sweep_dir).shape[0] == len(df)       # the contract: pandas reads the dir whole
+    whole = pd.read_parquet(sweep_dir)                          # the contract: pandas reads the dir whole
+    assert whole.shape[0] == len(df) and "metric" not in whole.columns
+    assert not whole.duplicated(["trial_id", "split", "difficulty", "test_iters"]).any()
     assert (sweep_dir / "_figures" / "accuracy.png").stat().st_size > 1000
     assert "at the training iteration count" in out and "best test iteration" in out
     assert "Claims on the hardest test set" in out
@@ -34,8 +36,9 @@ def test_demo_smoke_runs_the_whole_pipeline(tmp_path, capsys):
 
 
 def _rows(model, seed, curve, max_iters=3):
-    return [dict(model=model, seed=seed, status="ok", metric="iteration", split="test", difficulty=24,
-                 max_iters=max_iters, test_iters=k, accuracy=a) for k, a in enumerate(curve, start=1)]
+    # accuracy_max_confidence deliberately differs: the claims read `accuracy` only
+    return [dict(model=model, seed=seed, status="ok", split="test", difficulty=24, max_iters=max_iters,
+                 test_iters=k, accuracy=a, accuracy_max_confidence=100.0) for k, a in enumerate(curve, start=1)]
 
 
 @pytest.mark.parametrize("rec,ff,expect", [

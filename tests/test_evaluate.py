@@ -92,6 +92,30 @@ def test_max_confidence_picks_the_most_confident_iteration():
     assert res.max_conf_correct == [0, 4, 4, 4]
 
 
+def test_result_rows_carry_both_readouts_in_one_row_per_iteration():
+    """train.result_rows: one row per (split, difficulty, test_iters), `accuracy` from the
+    per-iteration counts and `accuracy_max_confidence` from the max-confidence counts."""
+    from deepthink.config import DataConfig, TestConfig as EvalConfig, TrainConfig, TrialConfig
+    from deepthink.evaluate import SplitResult
+    from deepthink.results import ROW_KEY, to_table
+    from deepthink.tasks import Split
+    from deepthink.train import result_rows
+    cfg = TrialConfig(sweep="t", task="prefix_sums", model="dt_recall", width=8, max_iters=2, depth=12,
+                      seed=0, data=DataConfig(train=8, eval=[10], count=16), train=TrainConfig(),
+                      test=EvalConfig())
+    empty = torch.zeros(0)
+    results = [(Split("train", 8, empty, empty), SplitResult(4, [0, 4, 0, 0], [0, 4, 4, 4])),
+               (Split("test", 10, empty, empty), SplitResult(4, [1, 2, 3, 2], [1, 3, 3, 4]))]
+    rows = result_rows(cfg, "t_00000", TASKS["prefix_sums"], results, status="ok", epochs_completed=1,
+                       n_params=10, train_seconds=1.0, device="cpu")
+    assert [(r["split"], r["test_iters"]) for r in rows] == [("train", i) for i in (1, 2, 3, 4)] + \
+        [("test", i) for i in (1, 2, 3, 4)]
+    assert [r["accuracy"] for r in rows] == [0.0, 100.0, 0.0, 0.0, 25.0, 50.0, 75.0, 50.0]
+    assert [r["accuracy_max_confidence"] for r in rows] == [0.0, 100.0, 100.0, 100.0, 25.0, 75.0, 75.0, 100.0]
+    df = to_table(rows).to_pandas()
+    assert "metric" not in df.columns and not df.duplicated(ROW_KEY).any()
+
+
 def test_chunk_size_does_not_change_counts():
     task = TASKS["prefix_sums"]
     net, x, y = setup(task, "dt_recall", n=20)

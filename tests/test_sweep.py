@@ -1,7 +1,7 @@
 """One real sweep on embedded Ray (no mocks), with the real trainer on tiny prefix-sum trials.
 
 `deepthink sweep` runs in a subprocess, as a user would run it. The expected rows are computed
-from the sweep file alone (trials x splits x difficulties x metrics x test iterations); the trial
+from the sweep file alone (trials x splits x difficulties x test iterations); the trial
 ids are checked against Ray's own experiment state (ray.tune.ExperimentAnalysis), and the
 divergence case (lr 1e30) against Ray's failure count: a diverged trial is not retried.
 """
@@ -16,10 +16,10 @@ import pandas as pd
 import yaml
 
 from deepthink.cli import main
-from deepthink.results import REQUIRED, ROW_KEY
+from deepthink.results import REQUIRED
 
 ROOT = Path(__file__).resolve().parent.parent
-METRICS = ["iteration", "max_confidence"]
+CONTRACT_KEY = ["trial_id", "split", "difficulty", "test_iters"]    # DESIGN.md section 5: one row each
 
 
 def tiny_sweep(tmp_path, name="tiny", **changes):
@@ -47,16 +47,15 @@ def run_cli(*args, timeout=300):
 
 
 def expected_keys(doc):
-    """Every (model, lr, seed, split, difficulty, metric, test_iters) the sweep must produce once."""
+    """Every (model, lr, seed, split, difficulty, test_iters) the sweep must produce once."""
     d, g = doc["data"], doc["grid"]
     places = [("train", d["train"]), ("val", d["train"])] + [("test", e) for e in d["eval"]]
     iters = range(1, doc["test"]["iterations"] + 1)
-    return sorted(itertools.product(g["model"], g["lr"], doc["seeds"], places, METRICS, iters))
+    return sorted(itertools.product(g["model"], g["lr"], doc["seeds"], places, iters))
 
 
 def observed_keys(df):
-    return sorted(zip(df["model"], df["lr"], df["seed"], zip(df["split"], df["difficulty"]), df["metric"],
-                      df["test_iters"]))
+    return sorted(zip(df["model"], df["lr"], df["seed"], zip(df["split"], df["difficulty"]), df["test_iters"]))
 
 
 def ray_trials(sweep_dir):
@@ -73,9 +72,9 @@ def test_tiny_sweep_writes_the_parquet_contract(tmp_path, capsys):
     sweep_dir = tmp_path / "results" / "tiny"
     df = pd.read_parquet(sweep_dir)                      # the whole dataset, as a user reads it
     assert set(REQUIRED) <= set(df.columns)
-    assert len(df) == len(expected_keys(doc)) == 4 * 3 * 2 * 3
+    assert len(df) == len(expected_keys(doc)) == 4 * 3 * 3
     assert observed_keys(df) == expected_keys(doc)
-    assert not df.duplicated(ROW_KEY).any()
+    assert not df.duplicated(CONTRACT_KEY).any() and "metric" not in df.columns
 
     trials = ray_trials(sweep_dir)
     assert set(df["trial_id"]) == set(trials)
@@ -86,6 +85,7 @@ def test_tiny_sweep_writes_the_parquet_contract(tmp_path, capsys):
     assert set(df.loc[df["lr"] > 1, "status"]) == {"diverged"}
     assert set(df.loc[df["lr"] < 1, "status"]) == {"ok"}
     assert df["accuracy"].between(0, 100).all() and (df["n_examples"] > 0).all()
+    assert df["accuracy_max_confidence"].between(0, 100).all()
     assert df["node"].str.fullmatch(r"[\d.]+/[0-9a-f]{8}").all() and set(df["device"]) == {"cpu"}
 
     assert (sweep_dir / "_config" / "sweep.yaml").exists() and (sweep_dir / "_config" / "trials.yaml").exists()

@@ -3,7 +3,7 @@ trial retried from its checkpoint, two Ray nodes on this machine (ray.cluster_ut
 a node removed mid-sweep.
 
 Every test checks the end state against the sweep file alone: every expected (trial config, split,
-difficulty, metric, test_iters) exactly once. Trials are a few seconds each (width 32, 2000
+difficulty, test_iters) exactly once. Trials are a few seconds each (width 32, 2000
 strings) so that an interruption or a node loss lands while some trial is training.
 """
 import os
@@ -17,8 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deepthink.results import ROW_KEY
-from test_sweep import ROOT, expected_keys, observed_keys, ray_trials, tiny_sweep
+from test_sweep import CONTRACT_KEY, ROOT, expected_keys, observed_keys, ray_trials, tiny_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -59,16 +58,16 @@ class Sweep:
 
 def check_complete(sweep_dir: Path, doc: dict) -> pd.DataFrame:
     df = pd.read_parquet(sweep_dir)
-    assert observed_keys(df) == expected_keys(doc), "every trial x split x difficulty x metric x iteration once"
-    assert not df.duplicated(ROW_KEY).any()
+    assert observed_keys(df) == expected_keys(doc), "every trial x split x difficulty x iteration once"
+    assert not df.duplicated(CONTRACT_KEY).any()
     assert set(df["status"]) == {"ok"}
     assert set(df["trial_id"]) == set(ray_trials(sweep_dir))
     return df
 
 
 def config_key(df):
-    cols = ["model", "width", "max_iters", "lr", "seed", "split", "difficulty", "metric", "test_iters"]
-    return df.set_index(cols)["accuracy"].sort_index()
+    cols = ["model", "width", "max_iters", "lr", "seed", "split", "difficulty", "test_iters"]
+    return df.set_index(cols)[["accuracy", "accuracy_max_confidence"]].sort_index()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -93,7 +92,7 @@ def test_interrupt_then_resume_gives_the_rows_of_an_uninterrupted_sweep(tmp_path
     assert ref.finish() == 0, ref.text()[-3000:]
     whole = check_complete(tmp_path / "results" / "ref", ref_doc)
     # Same rows, same numbers: a trial resumed from its checkpoint ends where an unbroken one does.
-    pd.testing.assert_series_equal(config_key(cut), config_key(whole))
+    pd.testing.assert_frame_equal(config_key(cut), config_key(whole))
 
 
 def test_crashed_trial_is_retried_from_its_last_checkpoint(tmp_path):

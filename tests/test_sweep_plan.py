@@ -8,6 +8,7 @@ from pathlib import Path
 
 import re
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -109,7 +110,7 @@ def test_dry_run_and_help_do_not_import_ray(sweep_file):
 def _rows(trial_id, status="ok"):
     return [{"sweep": "plan", "trial_id": trial_id, "task": "prefix_sums", "model": "dt_recall", "width": 8,
              "depth": 12, "max_iters": 2, "alpha": 0.0, "seed": 0, "train_difficulty": 8, "split": "test",
-             "difficulty": 10, "metric": "iteration", "test_iters": 1, "accuracy": 50.0, "n_examples": 10,
+             "difficulty": 10, "test_iters": 1, "accuracy": 50.0, "accuracy_max_confidence": 60.0, "n_examples": 10,
              "status": status, "epochs": 1, "lr": 0.001, "n_params": 10, "train_seconds": 1.0}]
 
 
@@ -163,6 +164,8 @@ def test_failed_trial_rows_are_one_per_split_and_difficulty(sweep_file, tmp_path
     assert set(REQUIRED) <= set(df.columns)
     assert sorted(zip(df["split"], df["difficulty"])) == [("test", 10), ("test", 12), ("train", 8), ("val", 8)]
     assert set(df["status"]) == {"failed"} and df["accuracy"].isna().all() and df["test_iters"].isna().all()
+    assert df["accuracy_max_confidence"].isna().all() and "metric" not in df.columns
+    assert not pd.read_parquet(uri).duplicated(["trial_id", "split", "difficulty", "test_iters"]).any()
     assert set(df["error"]) == {"RuntimeError: boom"}
 
 

@@ -7,6 +7,7 @@ learns 8-bit prefix sums beside its feed-forward twin, divergence, checkpoints a
 import dataclasses
 import random
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -169,11 +170,15 @@ def test_tiny_recurrent_net_learns_8_bit_prefix_sums_beside_feed_forward_twin(ro
     assert (seen[-1][1] / FILENAME).is_file()
     rows = out.rows
     assert set(REQUIRED) <= set(rows[0]) and to_table(rows).num_rows == len(rows)
-    train_acc = {r["test_iters"]: r["accuracy"] for r in rows if r["split"] == "train" and r["metric"] == "iteration"}
+    train_acc = {r["test_iters"]: r["accuracy"] for r in rows if r["split"] == "train"}
     assert sorted(train_acc) == [1, 2, 3, 4, 5] and train_acc[3] >= 90.0
     assert {(r["split"], r["difficulty"]) for r in rows} == {("train", 8), ("val", 8), ("test", 10)}
-    assert {r["metric"] for r in rows} == {"iteration", "max_confidence"}
-    assert len(rows) == 3 * 2 * 5
+    assert "metric" not in rows[0] and len(rows) == 3 * 5       # one row per (split, difficulty, test_iters)
+    assert len({(r["split"], r["difficulty"], r["test_iters"]) for r in rows}) == len(rows)
+    for r in rows:
+        assert 0.0 <= r["accuracy_max_confidence"] <= 100.0
+        if r["test_iters"] == 1:     # the most confident of iteration 1 alone is iteration 1
+            assert r["accuracy_max_confidence"] == r["accuracy"]
 
     twin = run_trial(dataclasses.replace(cfg, model="ff_net", train=dataclasses.replace(cfg.train, epochs=10)),
                      root, trial_id="ff",
@@ -197,7 +202,7 @@ def test_one_epoch_on_every_task_with_synthetic_data(task_name, tmp_path, monkey
     monkeypatch.setattr(task, "splits", synthetic)
     cfg = dataclasses.replace(tiny("dt_recall", alpha=0.5, epochs=1, width=8), task=task_name)
     out = run_trial(cfg, tmp_path / "data", trial_id="s", checkpoint_dir=tmp_path, log=quiet)
-    assert out.status == "ok" and to_table(out.rows).num_rows == 3 * 2 * 5
+    assert out.status == "ok" and to_table(out.rows).num_rows == 3 * 5
     assert {r["task"] for r in out.rows} == {task_name}
 
 
@@ -289,7 +294,7 @@ def test_bf16_autocast_learns_too(root, tmp_path):
     (both 99-100% at 60). benchmarks/bench_train.py compares them on a larger problem."""
     out = run_trial(tiny("recur_net", alpha=0.0, precision="bf16", **LEARN), root, trial_id="b",
                     checkpoint_dir=tmp_path, log=quiet)
-    acc = max(r["accuracy"] for r in out.rows if r["split"] == "train" and r["metric"] == "iteration")
+    acc = max(r["accuracy"] for r in out.rows if r["split"] == "train")
     assert acc >= 80.0
 
 
@@ -319,7 +324,8 @@ def test_train_cli_end_to_end_writes_parquet_config_and_checkpoint(root, tmp_pat
     out_dir = tmp_path / "results" / "tiny"
     df = read_results(str(out_dir))
     (trial_id,) = set(df["trial_id"])
-    assert len(df) == 3 * 2 * 4 and df[REQUIRED].notna().all().all()
+    assert len(df) == 3 * 4 and df[REQUIRED].notna().all().all()
+    assert not pd.read_parquet(out_dir).duplicated(["trial_id", "split", "difficulty", "test_iters"]).any()
     assert set(df["epochs"]) == {2} and set(df["status"]) == {"ok"}
     saved = (out_dir / "_config" / f"train-{trial_id}.yaml").read_text()
     assert "precision: fp32" in saved and "epochs: 2" in saved
@@ -330,6 +336,7 @@ def test_train_cli_end_to_end_writes_parquet_config_and_checkpoint(root, tmp_pat
     assert "resumed" in second and "epoch    1/2" not in second
     again = read_results(str(out_dir))
     assert len(again) == len(df) and list(again["accuracy"]) == list(df["accuracy"])
+    assert list(again["accuracy_max_confidence"]) == list(df["accuracy_max_confidence"])
 
 
 def test_train_cli_refuses_a_grid(tmp_path, capsys):

@@ -150,13 +150,13 @@ def failed_rows(cfg: TrialConfig, trial_id: str, error: str, *, epochs_completed
                 node: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
     """Rows for a trial that failed for good: one per (split, difficulty) it would have been
     evaluated on (train and val at the training difficulty, test at each eval difficulty), with
-    status 'failed', the error text, and nulls where a measurement would be (metric, test_iters,
-    accuracy, n_examples, n_params, train_seconds). A later --resume that completes the trial
-    replaces this file with the real rows."""
+    status 'failed', the error text, and nulls where a measurement would be (test_iters, accuracy,
+    accuracy_max_confidence, n_examples, n_params, train_seconds). A later --resume that completes
+    the trial replaces this file with the real rows."""
     places = [("train", cfg.data.train), ("val", cfg.data.train)] + [("test", d) for d in cfg.data.eval]
-    base = {**trial_columns(cfg, trial_id), "metric": None, "test_iters": None, "accuracy": None,
-            "n_examples": None, "status": "failed", "epochs_completed": epochs_completed,
-            "n_params": None, "train_seconds": None, "node": node, "device": device, "error": error}
+    base = {**trial_columns(cfg, trial_id), "test_iters": None, "accuracy": None,
+            "accuracy_max_confidence": None, "n_examples": None, "status": "failed",
+            "epochs_completed": epochs_completed, "n_params": None, "train_seconds": None, "node": node, "device": device, "error": error}
     return [{**base, "split": split, "difficulty": d} for split, d in places]
 
 
