@@ -5,9 +5,9 @@
 
 One panel per test difficulty; one line per model (and per any other config key that varies,
 e.g. depth or alpha): the mean over seeds of the 'ok' trials, with a ±1 sample-std band where
-there are two or more seeds; a vertical dashed mark at the training iteration count. Diverged and
-failed trials are not drawn: the script prints them, and the figure's footer counts them. Prints
-the path of the figure it wrote. Uses matplotlib's Agg backend (no display needed).
+there are two or more seeds (clipped to 0-100%); a vertical dashed mark at the training iteration
+count. Diverged and failed trials are not drawn: the script prints them, and the figure's footer
+counts them. Prints the path of the figure it wrote. Uses matplotlib's Agg backend (no display needed).
 
 --metric picks the accuracy column: iteration -> `accuracy` (the output after that many
 iterations), max_confidence -> `accuracy_max_confidence` (per example, the most confident output
@@ -77,8 +77,9 @@ def plot(df: pd.DataFrame, out: str | Path, *, split: str = "test", metric: str 
             c = colors[label]
             ax.plot(s["test_iters"], s["mean"], color=c, lw=1.6, label=f"{label} (n={int(s['n'].max())})")
             band = s.dropna(subset=["std"])
-            ax.fill_between(band["test_iters"], band["mean"] - band["std"], band["mean"] + band["std"],
-                            color=c, alpha=0.18, lw=0)
+            # clipped to the possible range: with 2 seeds at 34% and 100% the band would reach 113%
+            ax.fill_between(band["test_iters"], (band["mean"] - band["std"]).clip(lower=0),
+                            (band["mean"] + band["std"]).clip(upper=100), color=c, alpha=0.18, lw=0)
             marks.setdefault(int(s["max_iters"].iloc[0]), []).append(c)
         styles = ["--", ":", "-.", (0, (5, 2, 1, 2))]   # tell several marks apart in the legend
         for j, (x, cs) in enumerate(sorted(marks.items())):

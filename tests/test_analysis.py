@@ -227,3 +227,26 @@ def test_figure_curves_and_png(sweeps, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert str(out) in printed and "not drawn: 1 diverged, 1 failed" in printed
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_figure_std_band_stays_within_0_and_100(tmp_path, monkeypatch):
+    """Two seeds at 34% and 100%: mean 67, std 46.7; the band must stop at 100 and 0, not 113."""
+    import matplotlib.axes
+    from analysis.figures import plot
+    rows = []
+    for seed, v in ((0, 34.0), (1, 100.0)):
+        for i in (1, 2, 3):
+            rows.append(dict(BASE, sweep="s", trial_id=f"t{seed}", model="dt_recall", depth=16, max_iters=3,
+                             seed=seed, split="test", difficulty=44, test_iters=i, accuracy=v,
+                             accuracy_max_confidence=v, status="ok"))
+    bands = []
+    real = matplotlib.axes.Axes.fill_between
+    monkeypatch.setattr(matplotlib.axes.Axes, "fill_between",
+                        lambda self, x, lo, hi, **kw: bands.append((list(lo), list(hi))) or real(self, x, lo, hi, **kw))
+    from analysis.common import load
+    for seed in (0, 1):
+        write_trial(str(tmp_path / "s"), f"t{seed}", [r for r in rows if r["seed"] == seed])
+    plot(load([str(tmp_path / "s")]), tmp_path / "f.png")
+    assert bands, "no std band drawn"
+    lo, hi = bands[0]
+    assert max(hi) == pytest.approx(100.0) and min(lo) == pytest.approx(67.0 - 46.669, abs=0.01)
