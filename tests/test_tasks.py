@@ -98,3 +98,12 @@ def test_a_new_data_seed_regenerates_instead_of_reusing_files(task, data_root, c
     assert not torch.equal(x0, x1)
     x1b, _ = task.load(data_root, data.train, "train", data.count, seed=1)   # now recorded: reused
     assert torch.equal(x1, x1b) and "asked" not in capsys.readouterr().err
+
+
+def test_nothing_is_written_outside_the_data_root(task, tmp_path):
+    """Generating and loading write files, records and locks only under the data root (its parent
+    may be a read-only or shared directory)."""
+    root = tmp_path / "parent" / "root"
+    data = tiny_data(task, root)
+    task.load(root, data.train, "train", data.count, data.seed)
+    assert sorted(p.name for p in (tmp_path / "parent").iterdir()) == ["root"]

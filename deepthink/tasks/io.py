@@ -47,11 +47,12 @@ def write_files_atomically(target_dir: Path, files: dict[str, Callable[[Path], N
 
     Each writer receives a temporary path in the same directory; it is renamed over the final name
     only after it was fully written. Under one lock per directory, so concurrent callers serialize
-    and a file that appeared meanwhile is not rewritten (unless overwrite)."""
-    ensure_writable(target_dir.parent)
-    target_dir.mkdir(parents=True, exist_ok=True)
+    and a file that appeared meanwhile is not rewritten (unless overwrite). The lock file lives inside
+    `target_dir`: `target_dir` may be the data root itself (the maze sets' seed records sit beside
+    their folders), and nothing may be written outside the data root, whose parent may be read-only."""
+    ensure_writable(target_dir)
     written = []
-    with file_lock(target_dir.parent / f".{target_dir.name}.lock"):
+    with file_lock(target_dir / ".deepthink-write.lock"):
         for name, writer in files.items():
             final = target_dir / name
             if final.exists() and not overwrite:
