@@ -51,9 +51,9 @@ def save_checkpoint(directory: Path, payload: dict[str, Any]) -> Path:
     return final
 
 
-def load_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
-    """Read `directory/checkpoint.pt` and check that it was written for `config`."""
-    path = Path(directory) / FILENAME
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint file and check that it is a deepthink checkpoint (any configuration)."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint there to resume from")
     try:
@@ -64,6 +64,13 @@ def load_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a deepthink checkpoint (format {found!r}, expected {FORMAT!r})")
+    return ckpt
+
+
+def load_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Read `directory/checkpoint.pt` and check that it was written for `config`."""
+    path = Path(directory) / FILENAME
+    ckpt = read_checkpoint(path)
     diff = config_difference(ckpt.get("config", {}), config)
     if diff:
         raise CheckpointError(f"{path}: checkpoint belongs to another configuration: {diff}; "

@@ -185,10 +185,6 @@ def from_legacy(old: pd.DataFrame) -> pd.DataFrame:
     conf = (old.loc[old[m] == "max_confidence", keys + ["accuracy"]]
                .rename(columns={"accuracy": "accuracy_max_confidence"}))
     # pandas matches null keys with null keys (error, node, ... are null on most rows). A left
-    # merge keeps the file's row order; a max_confidence row without its iteration row is kept too.
+    # merge keeps the file's row order (the old writer always wrote both rows of a key).
     out = base.merge(conf, on=keys, how="left", validate="one_to_one")
-    alone = conf.merge(base[keys], on=keys, how="left", indicator=True)
-    alone = alone[alone["_merge"] == "left_only"].drop(columns="_merge")
-    if len(alone):
-        out = pd.concat([out, alone], ignore_index=True)
     return out[COLUMNS].reset_index(drop=True)

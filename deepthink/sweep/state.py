@@ -156,7 +156,8 @@ def failed_rows(cfg: TrialConfig, trial_id: str, error: str, *, epochs_completed
     places = [("train", cfg.data.train), ("val", cfg.data.train)] + [("test", d) for d in cfg.data.eval]
     base = {**trial_columns(cfg, trial_id), "test_iters": None, "accuracy": None,
             "accuracy_max_confidence": None, "n_examples": None, "status": "failed",
-            "epochs_completed": epochs_completed, "n_params": None, "train_seconds": None, "node": node, "device": device, "error": error}
+            "epochs_completed": epochs_completed, "n_params": None, "train_seconds": None,
+            "node": node, "device": device, "error": error}
     return [{**base, "split": split, "difficulty": d} for split, d in places]
 
 
