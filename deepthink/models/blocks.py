@@ -33,16 +33,23 @@ class BasicBlock(nn.Module):
 
 
 class RecurBlock(nn.Module):
-    """One iteration: [recall conv (width+in -> width)] then 2 BasicBlocks (4 convs)."""
+    """One iteration: [recall conv (width+in -> width) (+ ReLU in 1D)] then 2 BasicBlocks (4 convs).
+
+    The ReLU after the recall conv exists in the reference's 1D nets only (dt_net_recall_1d:
+    `[conv_recall, ReLU]`); its 2D nets feed the recall conv's output straight into the blocks.
+    """
 
     def __init__(self, dims: int, width: int, recall_channels: int = 0):
         super().__init__()
         self.recall = conv(dims, width + recall_channels, width) if recall_channels else None
+        self.recall_relu = dims == 1
         self.body = nn.Sequential(BasicBlock(dims, width), BasicBlock(dims, width))
 
     def forward(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.recall is not None:
             state = self.recall(torch.cat([state, x], dim=1))   # (B, w+in, *S) -> (B, w, *S)
+            if self.recall_relu:
+                state = torch.relu(state)
         return self.body(state)
 
 
