@@ -5,6 +5,7 @@
     deepthink train RUN.yaml [--key value]     deepthink/train_cli.py
     deepthink sweep FILE.yaml [--dry-run]      deepthink/sweep/cli.py
     deepthink demo                             the quickstart (what `make demo` runs)
+    deepthink schema                           the JSON Schema of a sweep file (editor completion)
 
 Run `deepthink COMMAND --help` for each command's options.
 """
@@ -21,6 +22,7 @@ COMMANDS = {
     "train": ("deepthink.train_cli", "train one model from a run/sweep YAML file"),
     "sweep": ("deepthink.sweep.cli", "run a YAML grid of trainings as a Ray Tune sweep"),
     "demo": ("deepthink.demo", "run the quickstart sweep and print its table and figure"),
+    "schema": ("deepthink.schema_cli", "print the JSON Schema of a sweep file"),
 }
 
 

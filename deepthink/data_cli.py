@@ -11,19 +11,9 @@ task class itself (deepthink/tasks/*.py: add_cli_arguments / run_cli).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from deepthink.tasks import TASKS
-from deepthink.tasks.io import default_data_root, ensure_writable
-
-
-def add_data_root(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", type=Path, default=None,
-                   help="data directory (default: $DEEPTHINK_DATA, else ./data)")
-
-
-def resolve_data_root(arg: Path | None) -> Path:
-    return Path(arg).expanduser().resolve() if arg is not None else default_data_root()
+from deepthink.tasks.io import add_data_root_argument, ensure_writable, resolve_data_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for task in TASKS.values():
         p = sub.add_parser(task.cli_name, help=task.cli_help, description=task.__class__.__doc__ or task.cli_help,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        add_data_root(p)
+        add_data_root_argument(p)
         task.add_cli_arguments(p)
         p.set_defaults(_task=task)
 

@@ -29,21 +29,23 @@ SMOKE_OVERRIDES = {"name": "quickstart_smoke", "train.epochs": 2, "data.count": 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from deepthink.tasks.io import add_data_root_argument
     p.add_argument("--file", type=Path, default=QUICKSTART, help=f"sweep file (default {QUICKSTART.relative_to(REPO)})")
     p.add_argument("--smoke", action="store_true", default=os.environ.get("DEEPTHINK_SMOKE") == "1",
                    help="shrink epochs/data/iterations so the whole pipeline runs in seconds (CI); "
                         "also set by DEEPTHINK_SMOKE=1")
     p.add_argument("--fresh", action="store_true", help="delete earlier results of this sweep first")
     p.add_argument("--storage", default=None, help="results directory (default: the file's storage)")
-    p.add_argument("--data-root", type=Path, default=None, help="data directory (default $DEEPTHINK_DATA or ./data)")
+    add_data_root_argument(p)
     p.add_argument("--out", type=Path, default=None, help="figure path (default <results>/<name>/_figures/accuracy.png)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepthink.cli import main as cli_main
     from deepthink.config import parse_sweep
     from deepthink.results import read_results
     from deepthink.sweep import state
+    from deepthink.sweep.runner import run_sweep
+    from deepthink.tasks.io import resolve_data_root
 
     overrides = dict(SMOKE_OVERRIDES) if args.smoke else {}
     if args.storage:
@@ -52,16 +54,17 @@ def run(args: argparse.Namespace) -> int:
     uri = state.sweep_uri(sweep.storage, sweep.name)
     if args.fresh and Path(uri).exists():
         shutil.rmtree(uri)
-    argv = ["sweep", str(args.file)]
-    for k, v in overrides.items():
-        argv += ["--set", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"]
-    if args.data_root:
-        argv += ["--data-root", str(args.data_root)]
-    if state.finished_trials(uri) and state.has_ray_state(uri):
+    resume = bool(state.finished_trials(uri)) and state.has_ray_state(uri)
+    if resume:
         print(f"deepthink demo: {uri} holds an earlier run: finishing it with --resume "
               f"(use --fresh to start over)")
-        argv.append("--resume")
-    rc = cli_main(argv)
+    try:
+        rc = run_sweep(sweep, sweep.trials(), sweep_file=str(args.file), uri=uri,
+                       data_root=resolve_data_root(args.data_root), address=os.environ.get("RAY_ADDRESS") or None,
+                       resume=resume, max_concurrent=None, source_text=Path(args.file).read_text())
+    except state.SweepError as e:
+        print(f"deepthink demo: error: {e}")
+        return 2
     if rc not in (0, 1):
         return rc
 
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 def claims(df: pd.DataFrame) -> list[str]:
     """The papers' two claims, checked on these results (mean over ok seeds, hardest test set)."""
+    from deepthink.models import get_model_spec
     df = df[(df.status == "ok") & (df.split == "test")]
     if df.empty:
         return ["claims: no finished trials to check"]
@@ -87,7 +91,7 @@ def claims(df: pd.DataFrame) -> list[str]:
     d = df[df.difficulty == hardest]
     curve = d.groupby(["model", "test_iters"]).accuracy.mean()          # mean over seeds
     trained = int(d.max_iters.iloc[0])
-    recurrent = sorted(m for m in d.model.unique() if d[d.model == m].test_iters.max() > trained)
+    recurrent = sorted(m for m in d.model.unique() if get_model_spec(m).recurrent)      # the registry says
     feedforward = sorted(set(d.model.unique()) - set(recurrent))
     lines = [f"Claims on the hardest test set ({hardest}), mean over seeds, trained with {trained} iterations:"]
     for r in recurrent:

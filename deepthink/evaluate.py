@@ -21,12 +21,24 @@ logits, whatever K is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from pydantic import Field
 
+from deepthink.configfile import Section
 from deepthink.models import ThinkingNet
 from deepthink.precision import Precision
 from deepthink.tasks.base import Task
+
+
+class TestConfig(Section):
+    """Section `test:` of a sweep file: how trained models are evaluated."""
+    __test__ = False      # not a pytest test class
+    iterations: Annotated[int, Field(ge=1)] = Field(60, description="evaluate at every iteration 1..iterations")
+    batch_size: Annotated[int, Field(ge=1)] = Field(500, description="examples per evaluation chunk")
+    max_examples: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="evaluate at most this many examples per split (null: all)")
 
 
 @dataclass

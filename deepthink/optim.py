@@ -1,4 +1,4 @@
-"""Optimizers and the learning-rate schedule of `deepthink.train` (config section `train`).
+"""Optimizers and the learning-rate schedule of `deepthink.train`, and their config section `train`.
 
     optimizer: adam | adamw | sgd      weight_decay (L2 for adam/sgd, decoupled for adamw), momentum (sgd)
     warmup: E                          linear warmup over the first E epochs, per batch
@@ -11,11 +11,41 @@ epoch in the checkpoint determines it exactly.
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from deepthink.config import TrainConfig
+from deepthink.configfile import Number, OneOrMore, Positive, Section, number, rule
+from deepthink.precision import PRECISIONS
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("step", "cosine", "none")
+
+# Field types that a sweep's grid may also vary (config.Grid uses the same ones).
+Epochs = Annotated[int, Field(ge=1)]
+LearningRate = Positive
+Alpha = Annotated[Number, rule(lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")]
+
+
+class TrainConfig(Section):
+    """Section `train:` of a sweep file (defaults: the reference prefix-sums recipe)."""
+    epochs: Epochs = 150
+    optimizer: Literal[OPTIMIZERS] = "adam"
+    lr: LearningRate = 0.001
+    weight_decay: number(ge=0) = 2e-4
+    momentum: Number = 0.9                         # sgd only
+    batch_size: Annotated[int, Field(ge=1)] = 100
+    alpha: Alpha = Field(0.0, description="progressive loss weight (0 = plain loss at max_iters); "
+                                          "used by recurrent models only")
+    clip: Positive | None = Field(1.0, description="gradient-norm clip; null disables")
+    warmup: Annotated[int, Field(ge=0)] = Field(0, description="epochs of linear warmup")
+    schedule: Literal[SCHEDULES] = "step"
+    milestones: Annotated[list[int], OneOrMore] = [60, 100]
+    gamma: Positive = 0.1
+    precision: Literal[PRECISIONS] = "auto"
+    checkpoint_every: Annotated[int, Field(ge=1)] = Field(1, description="epochs between checkpoints")
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

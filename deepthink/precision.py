@@ -34,9 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepthink.config import PRECISIONS  # the one list of choices, validated in config.py
-
-
+PRECISIONS = ("auto", "fp32", "bf16")     # the one list: train.precision, `deepthink train --precision`
 
 
 @dataclass(frozen=True)

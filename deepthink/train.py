@@ -13,9 +13,10 @@ Training (DESIGN.md section 3): progressive loss, per batch
 alpha = 1 never runs the max_iters pass, alpha = 0 never runs the progressive one, and with
 0 < alpha < 1 the no-grad state after n iterations is read (detached) from the max_iters pass
 instead of being recomputed. Feed-forward nets (separate blocks) train with alpha = 0: their
-blocks differ, so "k more iterations from iteration n" is not the recurrence the loss is about. A
-log line says so; rows keep the configured alpha, so that every trial of a model x alpha grid stays
-its own group in the tables (and matches the sweep's trial keys). Masked tasks (mazes) average the loss
+blocks differ, so "k more iterations from iteration n" is not the recurrence the loss is about. The
+planner (deepthink/config.py, MODEL_SETTINGS) gives their trials alpha 0, so a model x alpha grid
+trains each once and the rows record the alpha used; a TrialConfig that asks a feed-forward net for
+another alpha is refused here rather than silently changed. Masked tasks (mazes) average the loss
 over counted positions only (`task.loss_mask`, non-wall pixels), like the reference.
 
 Speed: every split lives on the device and batches are gathered by index (no DataLoader); the
@@ -41,9 +42,9 @@ import torch
 import torch.nn.functional as F
 
 from deepthink.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from deepthink.config import TrialConfig
+from deepthink.config import ConfigError, TrialConfig
 from deepthink.evaluate import SplitResult, accuracy_at, evaluate_split
-from deepthink.models import ThinkingNet, build_model, count_parameters
+from deepthink.models import ThinkingNet, build_model, count_parameters, get_model_spec
 from deepthink.optim import build_optimizer, lr_at, set_lr
 from deepthink.results import trial_columns
 from deepthink.precision import Precision, flush_subnormal_, resolve_precision
@@ -68,9 +69,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def effective_alpha(cfg: TrialConfig, model: ThinkingNet) -> float:
-    """The progressive-loss weight used: cfg.train.alpha, or 0 for feed-forward nets."""
-    return cfg.train.alpha if model.max_test_iters is None else 0.0
+def check_usable(cfg: TrialConfig) -> None:
+    """Refuse settings the model cannot use (the planner never makes such a TrialConfig)."""
+    if not get_model_spec(cfg.model).recurrent and cfg.train.alpha != 0:
+        raise ConfigError(f"trial {cfg.trial_name}: {cfg.model} has separate blocks and trains with "
+                          f"alpha 0 (found train.alpha {cfg.train.alpha:g}); the sweep planner sets it")
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -148,6 +151,7 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
               on_epoch: Callable[[dict, Path | None], None] | None = None,
               device: str | None = None, log: Callable[[str], None] = print) -> TrialOutcome:
     """Train (or continue training) one trial, evaluate it, return its result rows."""
+    check_usable(cfg)
     dev = resolve_device(device)
     task = get_task(cfg.task)
     torch.manual_seed(cfg.seed)
@@ -158,7 +162,7 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
     model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters,
                         in_channels=task.in_channels, dims=task.dims)
     n_params = count_parameters(model)
-    alpha = effective_alpha(cfg, model)
+    alpha = cfg.train.alpha
     shuffle = torch.Generator().manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
 
@@ -173,8 +177,6 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
         restore_rng(ckpt["rng"], shuffle, rng)
         state = "finished" if status == "training" and epoch >= cfg.train.epochs else status
         log(f"resumed from {Path(resume_from)} after epoch {epoch} ({state})")
-    if alpha != cfg.train.alpha:
-        log(f"note: {cfg.model} has separate blocks; training with alpha 0 (config says {cfg.train.alpha:g})")
     log(f"trial {trial_id}: {cfg.task} {cfg.model} width {cfg.width} max_iters {cfg.max_iters} "
         f"alpha {alpha:g} seed {cfg.seed} | {n_params:,} parameters | {dev} {precision.name}"
         f"{' channels-last' if precision.channels_last else ''} {torch.get_num_threads()} threads | "

@@ -31,57 +31,28 @@ from typing import Any
 
 import yaml
 
-from deepthink.config import ConfigError
+from deepthink import configfile
+from deepthink.configfile import ConfigError
+from deepthink.precision import PRECISIONS
+from deepthink.tasks.io import add_data_root_argument, resolve_data_root
 
 SPECIAL = ("data-root", "device", "precision")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="RUN.yaml", help="a sweep file whose lists each hold one value")
-    p.add_argument("--data-root", type=Path, default=None,
-                   help="task data directory (default: $DEEPTHINK_DATA, else ./data)")
+    add_data_root_argument(p)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if present)")
-    p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="overrides train.precision (auto: bf16 where the hardware runs it natively)")
     p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="--key value",
                    help="config overrides, e.g. --train.lr 0.001 --width 64")
 
 
 def parse_overrides(tokens: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """['--train.lr', '1e-3', '--device=cpu'] -> ({'train.lr': 0.001}, {'device': 'cpu'})."""
-    overrides: dict[str, Any] = {}
-    special: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if not tok.startswith("--") or len(tok) < 3:
-            raise ConfigError(f"command line: expected --key value pairs after RUN.yaml, found {tok!r}")
-        key, sep, value = tok[2:].partition("=")
-        if not sep:
-            if i + 1 >= len(tokens):
-                raise ConfigError(f"command line: {tok} needs a value")
-            value = tokens[i + 1]
-            i += 1
-        i += 1
-        if key in SPECIAL or key.replace("_", "-") in SPECIAL:
-            special[key.replace("_", "-")] = value
-        else:
-            overrides[key.replace("-", "_")] = yaml_scalar(value)
-    return overrides, special
-
-
-def yaml_scalar(text: str) -> Any:
-    """A flag value as YAML reads it, plus exponent floats YAML 1.1 leaves as strings ('1e-3')."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+    """['--train.lr', '1e-3', '--device=cpu'] -> ({'train.lr': 0.001}, {'device': 'cpu'}): the one
+    override parser (deepthink/configfile.py), shared with `deepthink sweep --set KEY=VALUE`."""
+    return configfile.parse_overrides(tokens, SPECIAL)
 
 
 def trial_hash(cfg_dict: dict[str, Any]) -> str:
@@ -96,15 +67,14 @@ def trial_hash(cfg_dict: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from deepthink.checkpoint import FILENAME, CheckpointError
     from deepthink.config import parse_sweep
-    from deepthink.data_cli import resolve_data_root
     from deepthink.results import is_local, write_trial
     from deepthink.train import run_trial
 
     overrides, special = parse_overrides(args.overrides or [])
-    data_root = resolve_data_root(Path(special["data-root"]) if "data-root" in special else args.data_root)
+    data_root = resolve_data_root(special.get("data-root", args.data_root))
     device = special.get("device", args.device)
     precision = special.get("precision", args.precision)
-    if precision is not None:
+    if precision is not None:     # --precision anywhere on the line is train.precision
         overrides["train.precision"] = precision
     sweep = parse_sweep(args.file, overrides)
     trials = sweep.trials()

@@ -46,7 +46,7 @@ def _rows(model, seed, curve, max_iters=3):
     ([10, 20, 30, 20, 10], [5, 10, 40], ("DOES NOT HOLD", "DOES NOT HOLD")),
 ])
 def test_claims_are_computed_from_the_results(rec, ff, expect):
-    df = pd.DataFrame(_rows("rec", 0, rec) + _rows("rec", 1, rec) + _rows("ff", 0, ff))
+    df = pd.DataFrame(_rows("recur_net", 0, rec) + _rows("recur_net", 1, rec) + _rows("ff_net", 0, ff))
     lines = claims(df)
     assert expect[0] in lines[1] and "1." in lines[1]
     assert expect[1] in lines[2] and "2." in lines[2]

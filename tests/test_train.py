@@ -151,7 +151,7 @@ def test_learning_rate_schedule():
     assert lr_at(step, 0, 0, 4) == pytest.approx(1 / 8)             # first batch of an 8-batch warmup
     assert lr_at(step, 1, 3, 4) == pytest.approx(1.0)               # warmup done
     assert lr_at(step, 5, 0, 4) == pytest.approx(0.1) and lr_at(step, 9, 3, 4) == pytest.approx(0.01)
-    cos = dataclasses.replace(step, schedule="cosine", warmup=0)
+    cos = step.replace(schedule="cosine", warmup=0)
     assert lr_at(cos, 0, 0, 4) == pytest.approx(1.0) and lr_at(cos, 5, 0, 4) == pytest.approx(0.5)
     assert lr_at(cos, 9, 3, 4) < 0.01
 
@@ -183,7 +183,7 @@ def test_tiny_recurrent_net_learns_8_bit_prefix_sums_beside_feed_forward_twin(ro
         if r["test_iters"] == 1:     # the most confident of iteration 1 alone is iteration 1
             assert r["accuracy_max_confidence"] == r["accuracy"]
 
-    twin = run_trial(dataclasses.replace(cfg, model="ff_net", train=dataclasses.replace(cfg.train, epochs=10)),
+    twin = run_trial(dataclasses.replace(cfg, model="ff_net", train=cfg.train.replace(epochs=10)),
                      root, trial_id="ff",
                      checkpoint_dir=tmp_path / "ff", log=quiet)
     assert twin.n_params > out.n_params and twin.status == "ok"
@@ -209,15 +209,20 @@ def test_one_epoch_on_every_task_with_synthetic_data(task_name, tmp_path, monkey
     assert {r["task"] for r in out.rows} == {task_name}
 
 
-def test_feed_forward_trains_with_alpha_zero_whatever_the_config_says(root, tmp_path):
-    lines = []
-    half = run_trial(tiny("ff_net", alpha=0.5, epochs=2), root, trial_id="ff", checkpoint_dir=tmp_path / "a",
-                     log=lines.append)
-    zero = run_trial(tiny("ff_net", alpha=0.0, epochs=2), root, trial_id="ff", checkpoint_dir=tmp_path / "b",
-                     log=quiet)
-    assert [r["accuracy"] for r in half.rows] == [r["accuracy"] for r in zero.rows]
-    assert {r["alpha"] for r in half.rows} == {0.5}                # rows keep the configured value
-    assert any("training with alpha 0" in line for line in lines)
+def test_feed_forward_alpha_is_planned_once_as_zero_and_refused_otherwise(root, tmp_path):
+    """A model x alpha grid trains the feed-forward net once, with (and recording) alpha 0."""
+    from deepthink.config import ConfigError, parse_sweep
+    f = tmp_path / "s.yaml"
+    f.write_text("name: t\ntask: prefix_sums\ndata: {train: 8, eval: [10], count: 100}\n"
+                 "grid: {model: [dt_net, ff_net], max_iters: [2], width: [8], alpha: [0, 0.5, 1]}\n")
+    sweep = parse_sweep(f)
+    planned = sorted((t.model, t.train.alpha) for t in sweep.trials())
+    assert planned == [("dt_net", 0.0), ("dt_net", 0.5), ("dt_net", 1.0), ("ff_net", 0.0)]
+    assert any("alpha: not used by ff_net" in line for line in sweep.unused_settings())
+    with pytest.raises(ConfigError, match="ff_net has separate blocks"):
+        run_trial(tiny("ff_net", alpha=0.5, epochs=1), root, trial_id="ff", checkpoint_dir=tmp_path / "a", log=quiet)
+    zero = run_trial(tiny("ff_net", alpha=0.0, epochs=1), root, trial_id="ff", checkpoint_dir=tmp_path / "b", log=quiet)
+    assert {r["alpha"] for r in zero.rows} == {0.0}
 
 
 def test_huge_learning_rate_diverges_and_evaluates_the_last_good_weights(root, tmp_path):

@@ -21,6 +21,12 @@ class ModelSpec:
     shared: bool
     description: str
 
+    @property
+    def recurrent(self) -> bool:
+        """One block shared over iterations: runs any number of iterations at test time and can
+        train with the progressive loss (alpha). Feed-forward nets stop after their last block."""
+        return self.shared
+
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("ff_net", recall=False, shared=False, description="feed-forward, separate blocks (paper 1)"),

@@ -29,17 +29,15 @@ def _positive_int(text: str) -> int:
 
 
 def _key_value(text: str) -> tuple[str, object]:
-    import yaml
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. train.epochs=5), found {text!r}")
+    from deepthink.configfile import ConfigError, split_assignment
     try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError as e:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: VALUE is not valid YAML ({e})") from None
+        return split_assignment(text)      # the same value parser as `deepthink train --key value`
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from deepthink.tasks.io import add_data_root_argument
     p.add_argument("file", metavar="FILE.yaml", help="sweep definition (see sweeps/ and DESIGN.md section 4)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and print the trial table, trials at once and estimated cost; run nothing")
@@ -47,8 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="finish an interrupted sweep: only missing trials run, failed ones are retried")
     p.add_argument("--address", metavar="auto|HOST:PORT", default=None,
                    help="join this Ray cluster (default: $RAY_ADDRESS if set, else start Ray on this machine)")
-    p.add_argument("--data-root", type=Path, default=None,
-                   help="task data directory on every node (default: $DEEPTHINK_DATA or ./data)")
+    add_data_root_argument(p)
     p.add_argument("--storage", default=None, metavar="PATH|URI",
                    help="override the file's `storage:` (local path, shared mount, s3://..., gs://...)")
     p.add_argument("--set", action="append", default=[], type=_key_value, metavar="KEY=VALUE", dest="overrides",
@@ -61,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from deepthink.config import parse_sweep
     from deepthink.sweep import state
-    from deepthink.tasks.io import default_data_root
+    from deepthink.tasks.io import resolve_data_root
 
     overrides = dict(args.overrides)
     if args.storage:
@@ -69,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     sweep = parse_sweep(args.file, overrides)
     trials = sweep.trials()
     uri = state.sweep_uri(sweep.storage, sweep.name)
-    data_root = (args.data_root.expanduser().resolve() if args.data_root else default_data_root())
+    data_root = resolve_data_root(args.data_root)     # the same path on every node
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
         if args.dry_run:

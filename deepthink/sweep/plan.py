@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepthink.config import SweepConfig, TrialConfig, _err
+from deepthink.config import SweepConfig, TrialConfig
+from deepthink.configfile import config_error as _err
 from deepthink.results import is_local
 
 # Filesystems that several machines can mount at once (EFS and most NAS mount as nfs4).
@@ -195,6 +196,7 @@ def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: 
         trial_table(trials),
         "",
         f"trials: {len(trials)} ({' x '.join(f'{len(v)} {k}' for k, v in sweep.grid.items())} x {len(sweep.seeds)} seeds)",
+        *(f"  {line}" for line in sweep.unused_settings()),
         f"resources per trial: {res}" + (f" ({round(1 / r.gpu)} trials share a GPU)" if 0 < r.gpu < 1 else ""),
         f"at once: {at_once} on {where}" + (f" (--max-concurrent {max_concurrent})" if max_concurrent else ""),
     ]

@@ -16,7 +16,6 @@ Ray-free: the dry run and the refusal happen before Ray starts.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +119,7 @@ def _read_text(uri: str) -> str | None:
 
 
 def save_config(uri: str, sweep: SweepConfig, trials: list[TrialConfig], source_text: str) -> None:
-    resolved = {k: v for k, v in dataclasses.asdict(sweep).items() if k != "path"}
+    resolved = sweep.to_dict()
     _write_text(join(uri, CONFIG_DIR, "sweep.yaml"), yaml.safe_dump(resolved, sort_keys=False))
     _write_text(join(uri, CONFIG_DIR, "trials.yaml"), yaml.safe_dump(_trial_entries(trials), sort_keys=False))
     _write_text(join(uri, CONFIG_DIR, "source.yaml"), source_text)

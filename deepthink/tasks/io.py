@@ -107,6 +107,17 @@ def default_data_root() -> Path:
     return Path(os.environ.get("DEEPTHINK_DATA", "./data")).expanduser().resolve()
 
 
+def add_data_root_argument(p) -> None:
+    """The one `--data-root` option (deepthink data, train, sweep, demo)."""
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="task data directory (default: $DEEPTHINK_DATA, else ./data)")
+
+
+def resolve_data_root(arg: str | Path | None) -> Path:
+    """--data-root, else $DEEPTHINK_DATA, else ./data; absolute (trials may run in another cwd)."""
+    return Path(arg).expanduser().resolve() if arg is not None else default_data_root()
+
+
 def e2h():
     """The easy_to_hard_data module, or a DataError saying how to install it."""
     try:

@@ -1,0 +1,45 @@
+"""Section `data:` of a sweep file: which task data a trial trains and tests on.
+
+Generic checks live here (types, ranges); what a task allows (bits >= 1, odd maze sizes, no more
+strings than 2^bits) is checked by the task itself, through `check_data(task, data)` below, which
+`deepthink.config` calls with the file's line numbers at hand. Each task's defaults
+(`Task.default_data()`) lie under the file's values.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from deepthink.configfile import Number, OneOrMore, Section, rule
+
+SOURCES = ("generated", "published")
+
+
+class DataConfig(Section):
+    source: Literal[SOURCES] = Field("generated", description="generated here, or published (downloaded "
+                                                               "by easy_to_hard_data)")
+    train: int = Field(32, description="training difficulty: bits, maze size, or chess index start")
+    eval: Annotated[list[int], OneOrMore, Field(min_length=1)] = Field(
+        [40, 44], description="test difficulties")
+    count: Annotated[int, Field(ge=1)] = Field(10000, description="examples per difficulty (train and test)")
+    train_count: Annotated[int, rule(lambda v: v >= 2, "an integer >= 2 (train + val) or null (= data.count)")] | None = \
+        Field(None, description="examples of the training difficulty (train + val); null: count")
+    seed: Annotated[int, Field(ge=0)] = Field(0, description="data generation seed (not the trial seed)")
+    val_fraction: Annotated[Number, rule(lambda v: 0 < v < 1, "a fraction strictly between 0 and 1")] = Field(
+        0.2, description="train/val split of the training difficulty (reference: 80/20)")
+
+    @property
+    def n_train(self) -> int:
+        """Examples drawn at the training difficulty (train + val)."""
+        return self.train_count if self.train_count is not None else self.count
+
+
+def check_data(task, data: DataConfig) -> tuple[tuple, object, str] | None:
+    """(key, found, allowed) for the first thing `task` cannot provide, else None. `key` is a path
+    such as ("data", "eval", 1)."""
+    for key, d in [(("data", "train"), data.train)] + [(("data", "eval", i), d) for i, d in enumerate(data.eval)]:
+        problem = task.check_difficulty(d)
+        if problem:
+            return key, d, problem
+    return task.check_data(data)
