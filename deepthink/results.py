@@ -14,9 +14,10 @@ example takes the output of its most confident iteration among 1..test_iters), `
 `epochs_completed`, `error`. A failed trial's rows have null test_iters and NaN in both accuracy
 columns.
 
-Older versions wrote two rows per key, told apart by a `metric` column ('iteration' |
-'max_confidence'). read_results() still reads such files: it pivots them to one row per key
-(see LEGACY_METRIC_COLUMN). pandas.read_parquet on such a directory gives the old layout.
+Reading (`read_results`) reads what pyarrow reads: every `*.parquet` file under the directory
+(names starting with '_' or '.' skipped, at any depth), whoever wrote it (`part-0.parquet` from
+plain pandas included), so the analysis and `pandas.read_parquet(dir)` agree. A file that lacks a
+contract column, or holds one of another type, is an error naming the file.
 """
 from __future__ import annotations
 
@@ -63,11 +64,6 @@ REQUIRED = ["sweep", "trial_id", "task", "model", "width", "depth", "max_iters",
 STATUSES = ("ok", "diverged", "failed")
 SPLITS = ("train", "val", "test")
 ROW_KEY = ["trial_id", "split", "difficulty", "test_iters"]     # unique within a sweep directory
-# The old layout's column: two rows per ROW_KEY, metric 'iteration' (-> accuracy) and
-# 'max_confidence' (-> accuracy_max_confidence); null on a failed trial's rows.
-LEGACY_METRIC_COLUMN = "metric"
-LEGACY_SCHEMA = pa.schema([f for f in SCHEMA if f.name != "accuracy_max_confidence"]
-                          + [pa.field(LEGACY_METRIC_COLUMN, pa.string())])
 
 
 def trial_columns(cfg, trial_id: str) -> dict:
@@ -144,47 +140,70 @@ def written_trials(sweep_uri: str) -> set[str]:
             if i.base_name.startswith("trial-") and i.base_name.endswith(".parquet")}
 
 
+def dataset_files(fs: pafs.FileSystem, path: str) -> list[str]:
+    """The files pyarrow's dataset reader takes from directory `path`: every `*.parquet` file below
+    it, skipping any file or directory whose name starts with '_' or '.' (Ray state, checkpoints,
+    temporary files, figures)."""
+    files = []
+    for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        parts = info.path[len(path):].strip("/").split("/")
+        if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") and \
+                not any(p.startswith(("_", ".")) for p in parts):
+            files.append(info.path)
+    return sorted(files)
+
+
+class ResultsError(ValueError):
+    """A results file that does not follow the contract; the message names the file."""
+
+
+def _read_file(fs: pafs.FileSystem, path: str, uri: str) -> pa.Table:
+    """One file, checked against the contract and cast to SCHEMA (absent extra columns as nulls)."""
+    try:
+        table = pq.read_table(path, filesystem=fs)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ResultsError(f"{uri}: {path} is not a readable Parquet file ({e})") from None
+    names = table.schema.names
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise ResultsError(f"{uri}: {path} lacks the contract columns {missing} (DESIGN.md section 5)")
+    columns = []
+    for f in SCHEMA:
+        if f.name not in names:
+            columns.append(pa.nulls(table.num_rows, f.type))
+            continue
+        col = table.column(f.name)
+        if not _castable(col.type, f.type):
+            raise ResultsError(f"{uri}: {path}: column '{f.name}' is {col.type}; the contract says {f.type}")
+        columns.append(col.cast(f.type))
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def _castable(found: pa.DataType, want: pa.DataType) -> bool:
+    """Same kind of value: integers for int64 (floats too, as pandas writes nullable int columns),
+    numbers for float64, strings for string; a column of nulls fits anything."""
+    if found == want or pa.types.is_null(found):
+        return True
+    if pa.types.is_integer(want):
+        return pa.types.is_integer(found) or pa.types.is_floating(found)
+    if pa.types.is_floating(want):
+        return pa.types.is_integer(found) or pa.types.is_floating(found)
+    if pa.types.is_string(want):
+        return pa.types.is_string(found) or pa.types.is_large_string(found) or pa.types.is_dictionary(found)
+    return False
+
+
 def read_results(*uris: str) -> pd.DataFrame:
     """All rows of one or more sweep directories (or single files) as one DataFrame, in SCHEMA's
-    columns, one row per ROW_KEY. Files in the old layout (a `metric` column) are pivoted."""
-    frames = []
+    columns: the rows `pandas.read_parquet(dir)` gives, checked against the contract."""
+    tables = []
     for uri in uris:
         fs, path = filesystem(uri)
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"no results at {uri}")
-        if info.type == pafs.FileType.Directory:
-            # only the trial files: a stray file (a figure, notes) must not break reading
-            files = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path))
-                           if i.base_name.startswith("trial-") and i.base_name.endswith(".parquet"))
-        else:
-            files = [path]
-        if not files:
-            continue
-        legacy = [f for f in files if LEGACY_METRIC_COLUMN in pq.read_schema(f, filesystem=fs).names]
-        current = [f for f in files if f not in set(legacy)]
-        if current:
-            frames.append(pq.read_table(current, filesystem=fs, schema=SCHEMA).to_pandas())
-        if legacy:
-            frames.append(from_legacy(pq.read_table(legacy, filesystem=fs, schema=LEGACY_SCHEMA).to_pandas()))
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-    return df
-
-
-def from_legacy(old: pd.DataFrame) -> pd.DataFrame:
-    """Old-layout rows (two per key, told apart by `metric`) -> one row per key in SCHEMA's columns:
-    `accuracy` from metric 'iteration', `accuracy_max_confidence` from metric 'max_confidence',
-    matched on every other column. Rows with a null metric (a failed trial's) keep their accuracy
-    and get NaN for accuracy_max_confidence."""
-    m = LEGACY_METRIC_COLUMN
-    bad = set(old[m].dropna()) - {"iteration", "max_confidence"}
-    if bad:
-        raise ValueError(f"old-layout results with unknown {m} values {sorted(bad)}")
-    keys = [c for c in old.columns if c not in (m, "accuracy")]
-    base = old[old[m] != "max_confidence"].drop(columns=m)
-    conf = (old.loc[old[m] == "max_confidence", keys + ["accuracy"]]
-               .rename(columns={"accuracy": "accuracy_max_confidence"}))
-    # pandas matches null keys with null keys (error, node, ... are null on most rows). A left
-    # merge keeps the file's row order (the old writer always wrote both rows of a key).
-    out = base.merge(conf, on=keys, how="left", validate="one_to_one")
-    return out[COLUMNS].reset_index(drop=True)
+        files = dataset_files(fs, path) if info.type == pafs.FileType.Directory else [path]
+        tables += [_read_file(fs, f, uri) for f in files]
+    if not tables:
+        return pd.DataFrame({f.name: pd.Series(dtype=f.type.to_pandas_dtype()) for f in SCHEMA})[COLUMNS]
+    return pa.concat_tables(tables).to_pandas()

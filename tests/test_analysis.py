@@ -14,6 +14,7 @@ accuracy_max_confidence is accuracy + 1 on every row.
 import csv
 import io
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,7 +24,6 @@ from analysis.figures import curves
 from analysis.figures import main as figures_main
 from analysis.tables import build_tables, main as tables_main
 from deepthink.results import write_trial
-from test_results import write_legacy_trial
 
 BASE = dict(task="prefix_sums", width=16, alpha=0.0, train_difficulty=32, n_examples=100,
             epochs=3, lr=0.001, n_params=1000, train_seconds=1.0)
@@ -136,16 +136,19 @@ def test_one_row_per_key_for_pandas(sweeps):
     assert math.isclose(mean[("recur_net", 44, 10)], (30 + 33 + 36) / 3)
 
 
-@pytest.mark.parametrize("metric", ["iteration", "max_confidence"])
-def test_old_layout_directories_give_the_same_tables(tmp_path, sweeps, capsys, metric):
-    """Directories written before accuracy_max_confidence existed (a `metric` column, two rows per
-    key) read through deepthink.results.read_results and give the same numbers."""
-    old = write_sweeps(tmp_path / "old", write_legacy_trial)
-    assert "metric" in pd.read_parquet(old[0]).columns
+def write_with_pandas(sweep_dir, trial_id, rows):
+    """One trial's rows as plain pandas writes a dataset part: no deepthink code involved."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    n = len(list(sweep_dir.glob("part-*.parquet")))
+    pd.DataFrame(rows).to_parquet(sweep_dir / f"part-{n}.parquet", index=False)
+
+
+def test_directories_written_by_plain_pandas_give_the_same_tables(tmp_path, sweeps, capsys):
+    """The contract test: `part-N.parquet` files with the contract's columns, read through the analysis."""
+    plain = write_sweeps(tmp_path / "plain", write_with_pandas)
+    assert (Path(plain[0]) / "part-0.parquet").is_file() and not list(Path(plain[0]).glob("trial-*"))
     for fmt in ("markdown", "csv"):
-        new_out = run_tables(capsys, *sweeps, "--metric", metric, "--format", fmt)
-        old_out = run_tables(capsys, *old, "--metric", metric, "--format", fmt)
-        assert old_out == new_out
+        assert run_tables(capsys, *plain, "--format", fmt) == run_tables(capsys, *sweeps, "--format", fmt)
 
 
 def test_two_directories_pool_same_config(sweeps, capsys):
