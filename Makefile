@@ -1,11 +1,13 @@
 # make demo  : set up .venv and run the quickstart (main job)
-# make test  : set up .venv and run the test suite (what CI runs)
+# make test  : set up .venv and run the test suite (what CI runs), on this CPU's own best kernels
+# make test-isa : the same fast suite under ONEDNN_MAX_CPU_ISA=AVX2 (another CPU's kernel paths)
+# make test-learning-isa : only the learning tests (-m learning) under AVX2 (CI runs this after `make test`)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-all clean
+.PHONY: venv demo test test-isa test-learning-isa test-all clean
 
 venv: $(STAMP)
 
@@ -24,6 +26,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# CPUs round differently along their kernel paths (AVX-512, AMX, AVX2): a test that asserts learning
+# must pass on each. ONEDNN_MAX_CPU_ISA=AVX2 makes an AVX-512 machine take an AVX2 machine's paths.
+test-isa: $(STAMP)
+	ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q
+
+test-learning-isa: $(STAMP)
+	ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q -m learning
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''

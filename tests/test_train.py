@@ -158,9 +158,23 @@ def test_learning_rate_schedule():
 
 # ---- whole trials ----------------------------------------------------------------------------
 
-LEARN = dict(epochs=30, lr=0.01, batch_size=16, schedule="cosine", warmup=3)   # 3 seeds: 98% each
+# Learning tests (marked `learning`; `make test-isa` / `make test-learning-isa` run them under
+# ONEDNN_MAX_CPU_ISA=AVX2 too): CPUs round differently along their kernel paths, so a test that
+# learns must hold across seeds and ISAs, not on one CPU's rounding. Measured on a 2-core Xeon with
+# AVX-512 (no AMX), recur_net width 32, 8 bits, 30 epochs, whole-sample train accuracy (%) / first
+# over last epoch's loss, seeds 0..5:
+#   fp32 native ISA:                 98.0/95  96.6/43  97.1/79  97.1/60  84.4/13  100/928
+#   fp32 ONEDNN_MAX_CPU_ISA=AVX2:    98.0/80  96.1/43  97.1/81  97.6/57  86.3/14  100/737
+#   fp32 ATEN_CPU_CAPABILITY=avx2:   98.0/95  96.6/47  97.1/76  97.1/61  86.8/16  100/2835
+#   bf16 native ISA (seeds 0..4):    98.5/103 91.7/28  96.6/82  99.5/184 100/152
+#   bf16 ONEDNN_MAX_CPU_ISA=AVX2:    99.0/112 90.7/27  97.6/108 99.5/259 86.3/14
+# The earlier lr 0.01 gave 36-100% (seeds 0..7 native: 71.7 100 100 84.4 36.1 100 67.3 100), so
+# it passed or failed by CPU. Thresholds: >= 75% (every run above: >= 84.4) and loss / 5 (all >= 13x).
+LEARN = dict(epochs=30, lr=0.003, batch_size=16, schedule="cosine", warmup=3)
+LEARNED = 75.0
 
 
+@pytest.mark.learning
 def test_tiny_recurrent_net_learns_8_bit_prefix_sums_beside_feed_forward_twin(root, tmp_path):
     cfg = tiny("recur_net", alpha=0.0, **LEARN)
     seen = []
@@ -168,13 +182,13 @@ def test_tiny_recurrent_net_learns_8_bit_prefix_sums_beside_feed_forward_twin(ro
                     on_epoch=lambda m, d: seen.append((m, d)))
     assert out.status == "ok" and out.epochs_completed == 30 and len(seen) == 30
     assert set(seen[-1][0]) == {"epoch", "loss", "train_acc", "val_acc", "lr", "seconds"}
-    assert seen[-1][0]["train_acc"] >= 90.0, seen[-1][0]
+    assert seen[-1][0]["train_acc"] >= LEARNED, seen[-1][0]
     assert seen[-1][0]["loss"] < seen[0][0]["loss"] / 5
     assert (seen[-1][1] / FILENAME).is_file()
     rows = out.rows
     assert set(REQUIRED) <= set(rows[0]) and to_table(rows).num_rows == len(rows)
     train_acc = {r["test_iters"]: r["accuracy"] for r in rows if r["split"] == "train"}
-    assert sorted(train_acc) == [1, 2, 3, 4, 5] and train_acc[3] >= 90.0
+    assert sorted(train_acc) == [1, 2, 3, 4, 5] and train_acc[3] >= LEARNED
     assert {(r["split"], r["difficulty"]) for r in rows} == {("train", 8), ("val", 8), ("test", 10)}
     assert "metric" not in rows[0] and len(rows) == 3 * 5       # one row per (split, difficulty, test_iters)
     assert len({(r["split"], r["difficulty"], r["test_iters"]) for r in rows}) == len(rows)
@@ -297,13 +311,14 @@ def test_corrupt_or_mismatched_checkpoint_is_a_clear_error(root, tmp_path):
     assert not list((tmp_path / "ok").glob(".*tmp"))                # atomic write left no temp file
 
 
+@pytest.mark.learning
 def test_bf16_autocast_learns_too(root, tmp_path):
-    """fp32 reaches >= 90% with LEARN (test above); bf16 autocast 89-93% over 3 seeds at 30 epochs
-    (both 99-100% at 60). benchmarks/bench_train.py compares them on a larger problem."""
+    """bf16 autocast with LEARN: per-seed numbers above LEARN (the same threshold as fp32).
+    benchmarks/bench_train.py compares fp32 and bf16 on a larger problem."""
     out = run_trial(tiny("recur_net", alpha=0.0, precision="bf16", **LEARN), root, trial_id="b",
                     checkpoint_dir=tmp_path, log=quiet)
     acc = max(r["accuracy"] for r in out.rows if r["split"] == "train")
-    assert acc >= 80.0
+    assert acc >= LEARNED
 
 
 # ---- deepthink train ---------------------------------------------------------------------------
