@@ -66,14 +66,50 @@ SPLITS = ("train", "val", "test")
 ROW_KEY = ["trial_id", "split", "difficulty", "test_iters"]     # unique within a sweep directory
 
 
+# ---- building rows: every row of a trial (trained, diverged or failed) is made here ----------------
+
 def trial_columns(cfg, trial_id: str) -> dict:
     """The columns every row of a trial shares that come from its TrialConfig (one place, so a new
-    config column reaches the trainer's rows and the sweep's failed rows alike)."""
+    config column reaches trained and failed rows alike)."""
     return {"sweep": cfg.sweep, "trial_id": trial_id, "task": cfg.task, "model": cfg.model,
             "width": cfg.width, "depth": cfg.depth, "max_iters": cfg.max_iters, "alpha": cfg.train.alpha,
             "seed": cfg.seed, "train_difficulty": cfg.data.train, "epochs": cfg.train.epochs,
             "lr": cfg.train.lr}
 
+
+def trained_rows(cfg, trial_id: str, evaluations: list, *, status: str, epochs_completed: int,
+                 n_params: int, train_seconds: float, node: str, device: str) -> list[dict]:
+    """Rows of a trained (status 'ok') or diverged trial: one per (split, difficulty, test_iters).
+    `evaluations`: [(split, difficulty, result)] where result.accuracy('iteration') and
+    result.accuracy('max_confidence') list percents after 1..K iterations (deepthink.evaluate)."""
+    common = {**trial_columns(cfg, trial_id), "status": status, "epochs_completed": epochs_completed,
+              "n_params": n_params, "train_seconds": train_seconds, "node": node, "device": device,
+              "error": None}
+    rows = []
+    for split, difficulty, res in evaluations:
+        at_iteration, max_confidence = res.accuracy("iteration"), res.accuracy("max_confidence")
+        for i, (acc, acc_conf) in enumerate(zip(at_iteration, max_confidence, strict=True), start=1):
+            rows.append({**common, "split": split, "difficulty": difficulty, "test_iters": i,
+                         "accuracy": acc, "accuracy_max_confidence": acc_conf, "n_examples": res.n_examples})
+    return rows
+
+
+def failed_rows(cfg, trial_id: str, error: str, *, epochs_completed: int | None = None,
+                node: str | None = None, device: str | None = None) -> list[dict]:
+    """Rows of a trial that failed for good: one per (split, difficulty) it would have been
+    evaluated on (train and val at the training difficulty, test at each eval difficulty), with
+    status 'failed', the error text, and nulls where a measurement would be (test_iters, accuracy,
+    accuracy_max_confidence, n_examples, n_params, train_seconds). A later --resume that completes
+    the trial replaces this file with the real rows."""
+    places = [("train", cfg.data.train), ("val", cfg.data.train)] + [("test", d) for d in cfg.data.eval]
+    base = {**trial_columns(cfg, trial_id), "test_iters": None, "accuracy": None,
+            "accuracy_max_confidence": None, "n_examples": None, "status": "failed",
+            "epochs_completed": epochs_completed, "n_params": None, "train_seconds": None,
+            "node": node, "device": device, "error": error}
+    return [{**base, "split": split, "difficulty": d} for split, d in places]
+
+
+# ---- writing and reading -------------------------------------------------------------------------
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) for a local path or a URI (s3://, gs://, file://) via pyarrow.fs."""

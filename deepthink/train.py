@@ -43,12 +43,12 @@ import torch.nn.functional as F
 
 from deepthink.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from deepthink.config import ConfigError, TrialConfig
-from deepthink.evaluate import SplitResult, accuracy_at, evaluate_split
+from deepthink.evaluate import accuracy_at, evaluate_split
 from deepthink.models import ThinkingNet, build_model, count_parameters, get_model_spec
 from deepthink.optim import build_optimizer, lr_at, set_lr
-from deepthink.results import trial_columns
+from deepthink.results import trained_rows
 from deepthink.precision import Precision, flush_subnormal_, resolve_precision
-from deepthink.tasks import Split, Task, get_task
+from deepthink.tasks import get_task
 
 EPOCH_EVAL_EXAMPLES = 256     # fixed train/val subsets behind the per-epoch train_acc / val_acc
 NAN_CHECK_EVERY = 50          # batches between the (only) host reads of the running loss
@@ -149,8 +149,11 @@ def train_epoch(model: ThinkingNet, opt: torch.optim.Optimizer, cfg: TrialConfig
 def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_dir: Path,
               resume_from: Path | None = None,
               on_epoch: Callable[[dict, Path | None], None] | None = None,
-              device: str | None = None, log: Callable[[str], None] = print) -> TrialOutcome:
-    """Train (or continue training) one trial, evaluate it, return its result rows."""
+              device: str | None = None, log: Callable[[str], None] = print,
+              node: str | None = None, device_label: str | None = None) -> TrialOutcome:
+    """Train (or continue training) one trial, evaluate it, return its result rows (built by
+    deepthink.results.trained_rows). `node` / `device_label` go into the rows' `node` and `device`
+    columns (default: this host's name, the torch device); the sweep passes its Ray node and GPU."""
     check_usable(cfg)
     dev = resolve_device(device)
     task = get_task(cfg.task)
@@ -230,26 +233,10 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
     log(f"evaluated {len(splits)} splits at {results[0][1].iterations} iterations in "
         f"{time.perf_counter() - t0:.1f}s: " + ", ".join(
             f"{s.split} {s.difficulty}: {max(r.accuracy('iteration')):.1f}% best" for s, r in results))
-    rows = result_rows(cfg, trial_id, task, results, status=final_status, epochs_completed=epoch,
-                       n_params=n_params, train_seconds=train_seconds, device=str(dev))
+    rows = trained_rows(cfg, trial_id, [(s.split, s.difficulty, r) for s, r in results], status=final_status,
+                        epochs_completed=epoch, n_params=n_params, train_seconds=train_seconds,
+                        node=node or socket.gethostname(), device=device_label or str(dev))
     return TrialOutcome(final_status, rows, epoch, train_seconds, n_params)
-
-
-def result_rows(cfg: TrialConfig, trial_id: str, task: Task, results: list[tuple[Split, SplitResult]], *,
-                status: str, epochs_completed: int, n_params: int, train_seconds: float,
-                device: str) -> list[dict]:
-    """One row per (split, difficulty, test_iters), in deepthink/results.py's schema: `accuracy`
-    after exactly test_iters iterations, `accuracy_max_confidence` from the most confident of 1..test_iters."""
-    common = {**trial_columns(cfg, trial_id), "status": status, "epochs_completed": epochs_completed,
-              "n_params": n_params, "train_seconds": train_seconds, "node": socket.gethostname(),
-              "device": device, "error": None}
-    rows = []
-    for split, res in results:
-        at_iteration, max_confidence = res.accuracy("iteration"), res.accuracy("max_confidence")
-        for i, (acc, acc_conf) in enumerate(zip(at_iteration, max_confidence, strict=True), start=1):
-            rows.append({**common, "split": split.split, "difficulty": split.difficulty, "test_iters": i,
-                         "accuracy": acc, "accuracy_max_confidence": acc_conf, "n_examples": res.n_examples})
-    return rows
 
 
 def _weights_finite(model: ThinkingNet) -> bool:

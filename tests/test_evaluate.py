@@ -93,21 +93,18 @@ def test_max_confidence_picks_the_most_confident_iteration():
 
 
 def test_result_rows_carry_both_readouts_in_one_row_per_iteration():
-    """train.result_rows: one row per (split, difficulty, test_iters), `accuracy` from the
+    """results.trained_rows: one row per (split, difficulty, test_iters), `accuracy` from the
     per-iteration counts and `accuracy_max_confidence` from the max-confidence counts."""
     from deepthink.config import DataConfig, TestConfig as EvalConfig, TrainConfig, TrialConfig
     from deepthink.evaluate import SplitResult
-    from deepthink.results import ROW_KEY, to_table
-    from deepthink.tasks import Split
-    from deepthink.train import result_rows
+    from deepthink.results import ROW_KEY, to_table, trained_rows
     cfg = TrialConfig(sweep="t", task="prefix_sums", model="dt_recall", width=8, max_iters=2, depth=12,
                       seed=0, data=DataConfig(train=8, eval=[10], count=16), train=TrainConfig(),
                       test=EvalConfig())
-    empty = torch.zeros(0)
-    results = [(Split("train", 8, empty, empty), SplitResult(4, [0, 4, 0, 0], [0, 4, 4, 4])),
-               (Split("test", 10, empty, empty), SplitResult(4, [1, 2, 3, 2], [1, 3, 3, 4]))]
-    rows = result_rows(cfg, "t_00000", TASKS["prefix_sums"], results, status="ok", epochs_completed=1,
-                       n_params=10, train_seconds=1.0, device="cpu")
+    results = [("train", 8, SplitResult(4, [0, 4, 0, 0], [0, 4, 4, 4])),
+               ("test", 10, SplitResult(4, [1, 2, 3, 2], [1, 3, 3, 4]))]
+    rows = trained_rows(cfg, "t_00000", results, status="ok", epochs_completed=1,
+                        n_params=10, train_seconds=1.0, node="n", device="cpu")
     assert [(r["split"], r["test_iters"]) for r in rows] == [("train", i) for i in (1, 2, 3, 4)] + \
         [("test", i) for i in (1, 2, 3, 4)]
     assert [r["accuracy"] for r in rows] == [0.0, 100.0, 0.0, 0.0, 25.0, 50.0, 75.0, 50.0]

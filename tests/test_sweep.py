@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from deepthink.cli import main
@@ -98,3 +99,20 @@ def test_tiny_sweep_writes_the_parquet_contract(tmp_path, capsys):
     assert main(["sweep", str(path), "--data-root", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
     assert f"deepthink sweep {path} --resume" in err and f"delete {sweep_dir}" in err
+
+
+@pytest.mark.slow     # ~30 s of Ray start-up and one failing trial
+def test_a_trial_that_fails_for_good_gets_failed_rows_written_once(tmp_path):
+    """Chess with no converted data fails in every attempt (a DataError); with max_failures 0 Ray
+    gives up at once. The progress callback (the one path that writes failed rows,
+    deepthink/results.py builds them) writes one row per (split, difficulty) with the error."""
+    path, doc = tiny_sweep(tmp_path, name="fails", task="chess", max_failures=0, seeds=[0],
+                           data={"train": 0, "eval": [100], "count": 50},
+                           grid={"model": ["dt_net"], "max_iters": [2], "width": [8]})
+    done = run_cli(path, "--data-root", tmp_path / "empty")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 trials: 0 ok, 0 diverged, 1 failed, 0 unfinished" in done.stdout
+    df = pd.read_parquet(tmp_path / "results" / "fails")
+    assert sorted(zip(df["split"], df["difficulty"])) == [("test", 100), ("train", 0), ("val", 0)]
+    assert set(df["status"]) == {"failed"} and df["accuracy"].isna().all() and df["test_iters"].isna().all()
+    assert df["error"].str.contains("chess").all() and df["trial_id"].nunique() == 1

@@ -14,7 +14,7 @@ import yaml
 
 from deepthink.cli import main
 from deepthink.config import ConfigError, parse_sweep
-from deepthink.results import REQUIRED, read_results, write_trial
+from deepthink.results import REQUIRED, failed_rows, read_results, write_trial
 from deepthink.sweep import plan, state
 
 SWEEP = {
@@ -158,8 +158,8 @@ def test_resume_refuses_a_changed_file(sweep_file, tmp_path):
 def test_failed_trial_rows_are_one_per_split_and_difficulty(sweep_file, tmp_path):
     cfg = parse_sweep(sweep_file()).trials()[0]
     uri = str(tmp_path / "f")
-    write_trial(uri, "x_00003", state.failed_rows(cfg, "x_00003", "RuntimeError: boom", epochs_completed=1,
-                                                  node="10.0.0.1/abcd"))
+    write_trial(uri, "x_00003", failed_rows(cfg, "x_00003", "RuntimeError: boom", epochs_completed=1,
+                                            node="10.0.0.1/abcd"))
     df = read_results(uri)
     assert set(REQUIRED) <= set(df.columns)
     assert sorted(zip(df["split"], df["difficulty"])) == [("test", 10), ("test", 12), ("train", 8), ("val", 8)]

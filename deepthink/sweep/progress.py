@@ -7,7 +7,7 @@ summary, printed to the terminal and appended to a log file.
     15:02:41 RETRY  3c1f0_00004 ... crashed (failure 1, max_failures 2): retrying from its last checkpoint
     15:02:50 FAILED 3c1f0_00005 ... ValueError: ...; wrote its rows with status 'failed'
 
-It also writes the rows of a trial that failed for good (state.failed_rows), since the trial's own
+It also writes the rows of a trial that failed for good (results.failed_rows), since the trial's own
 process is gone by then. Picklable: Ray saves it inside the experiment state and --resume brings it back.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from deepthink.config import TrialConfig
-from deepthink.results import write_trial
+from deepthink.results import failed_rows, write_trial
 
 
 def _fmt(v) -> str:
@@ -117,7 +117,7 @@ def error_text(trial, limit: int = 4000) -> str:
 
 
 def write_failed(sweep_uri: str, trial, error: str) -> str:
-    from deepthink.sweep.state import failed_rows
+    """The one place a failed trial's rows are written (from on_trial_error, as the trial fails)."""
     cfg = TrialConfig.from_dict(trial.config["trial"])
     last = trial.last_result or {}
     rows = failed_rows(cfg, trial.trial_id, error, epochs_completed=last.get("epoch"), node=last.get("node"))

@@ -22,7 +22,7 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 from deepthink.config import SweepConfig, TrialConfig
 from deepthink.results import filesystem, is_local, read_results, written_trials
 from deepthink.sweep import plan, state
-from deepthink.sweep.progress import SweepProgress, write_failed
+from deepthink.sweep.progress import SweepProgress
 from deepthink.sweep.trainable import train_trial
 
 OBJECT_STORE_BYTES = 128 * 2**20     # trials exchange only small metric dicts; Ray's default is 30% of RAM
@@ -190,12 +190,9 @@ class _sigterm_as_sigint:
 
 def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str) -> int:
     """Sum up from the Parquet files (the source of truth: after Ctrl-C Ray reports the trials it
-    stopped as terminated), copy the log next to URI storage, choose the exit status."""
+    stopped as terminated; failed trials' rows were written by SweepProgress.on_trial_error), copy
+    the log next to URI storage, choose the exit status."""
     results = list(grid)
-    for r in results:   # belt and braces: the callback writes failed rows as trials fail
-        tid = r.metrics.get("trial_id")
-        if r.error is not None and tid and tid not in written_trials(uri):
-            write_failed(uri, _ResultTrial(r), str(r.error))
     if not is_local(uri) and Path(log_path).exists():
         fs, path = filesystem(state.join(uri, state.LOG_DIR, "sweep.log"))
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
@@ -219,12 +216,3 @@ def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str) 
               f"{sweep_file} --resume` retries them from their last checkpoints", flush=True)
         return 1
     return 0
-
-
-class _ResultTrial:
-    """The few Trial attributes write_failed reads, from a ResultGrid entry."""
-
-    def __init__(self, result):
-        self.trial_id = result.metrics.get("trial_id")
-        self.config = result.config
-        self.last_result = result.metrics

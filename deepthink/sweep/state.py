@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import filesystem, is_local, read_results, trial_columns, trial_file, written_trials
+from deepthink.results import filesystem, is_local, read_results, trial_file, written_trials
 
 RAY_DIR = "_ray"
 CONFIG_DIR = "_config"
@@ -143,24 +143,3 @@ def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str) -> N
     raise SweepError(
         f"{sweep_file} no longer matches the sweep saved at {join(uri, CONFIG_DIR)} ({diff}). Ray resumes "
         f"the trials a sweep was started with; restore the file, or start a new sweep under another `name:`.")
-
-
-def failed_rows(cfg: TrialConfig, trial_id: str, error: str, *, epochs_completed: int | None = None,
-                node: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
-    """Rows for a trial that failed for good: one per (split, difficulty) it would have been
-    evaluated on (train and val at the training difficulty, test at each eval difficulty), with
-    status 'failed', the error text, and nulls where a measurement would be (test_iters, accuracy,
-    accuracy_max_confidence, n_examples, n_params, train_seconds). A later --resume that completes
-    the trial replaces this file with the real rows."""
-    places = [("train", cfg.data.train), ("val", cfg.data.train)] + [("test", d) for d in cfg.data.eval]
-    base = {**trial_columns(cfg, trial_id), "test_iters": None, "accuracy": None,
-            "accuracy_max_confidence": None, "n_examples": None, "status": "failed",
-            "epochs_completed": epochs_completed, "n_params": None, "train_seconds": None,
-            "node": node, "device": device, "error": error}
-    return [{**base, "split": split, "difficulty": d} for split, d in places]
-
-
-def annotate(rows: list[dict[str, Any]], *, node: str, device: str) -> list[dict[str, Any]]:
-    """Record where the trial ran: `node` ('<IP>/<Ray node id prefix>') and `device` ('cpu' or
-    'cuda:<physical index> <GPU name> x<share>'); the sweep knows both better than the trainer."""
-    return [{**r, "node": node, "device": device} for r in rows]

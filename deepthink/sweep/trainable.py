@@ -52,7 +52,7 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
 
     from deepthink.config import TrialConfig
     from deepthink.results import write_trial
-    from deepthink.sweep.state import annotate, trial_finished
+    from deepthink.sweep.state import trial_finished
     from deepthink.train import run_trial
 
     # Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
@@ -88,8 +88,8 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
                 log(f"resuming from checkpoint {checkpoint.path}")
             outcome = run_trial(cfg, Path(data_root), trial_id=trial_id, checkpoint_dir=scratch,
                                 resume_from=Path(resume_dir) if resume_dir else None,
-                                on_epoch=on_epoch, device=device, log=log)
-        rows = annotate(outcome.rows, node=node, device=device_label)
+                                on_epoch=on_epoch, device=device, log=log, node=node, device_label=device_label)
+        rows = outcome.rows
         path = write_trial(sweep_uri, trial_id, rows)
         log(f"{outcome.status}: {len(rows)} rows -> {path}")
         tune.report({"outcome": outcome.status, "epochs_completed": outcome.epochs_completed,
