@@ -105,10 +105,10 @@ def run_sweep(path: Path, data_root: Path, tmp: Path) -> float:
 
 
 def prepare_data(args, data_root: Path) -> None:
-    from deepthink.tasks import get_task
+    from deepthink.tasks import get_task, storage
     task = get_task("prefix_sums")
     for bits in (args.bits, args.bits + 8):
-        task.ensure(data_root, bits, "train", args.count, 0)
+        storage.ensure(task, data_root, bits, "train", args.count, 0)
 
 
 def overhead(args, tmp: Path, data_root: Path) -> None:

@@ -42,7 +42,7 @@ from deepthink.evaluate import accuracy_at, evaluate_split
 from deepthink.models import build_model
 from deepthink.optim import build_optimizer
 from deepthink.precision import resolve_precision
-from deepthink.tasks import get_task
+from deepthink.tasks import get_task, storage
 from deepthink.train import EPOCH_EVAL_EXAMPLES, run_trial, train_epoch
 
 # (task, difficulty, width, max_iters, alpha, batch, steps, steps per epoch with the published data):
@@ -112,7 +112,7 @@ def reference_evaluate(model, task, x, y, iters, batch):
 # ---- parts -----------------------------------------------------------------------------------
 
 def load(task, difficulty, count, root):
-    return task.load(root, difficulty, "train", count, 0)     # exactly `count`, generated on demand
+    return storage.load(task, root, difficulty, "train", count, 0)     # exactly `count`, generated on demand
 
 
 def speed(quick: bool, root: Path) -> list[str]:

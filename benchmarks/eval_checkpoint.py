@@ -21,7 +21,7 @@ from deepthink.config import TrialConfig
 from deepthink.evaluate import evaluate_split
 from deepthink.models import build_model
 from deepthink.precision import resolve_precision
-from deepthink.tasks.base import get_task
+from deepthink.tasks import get_task, storage
 
 
 def main() -> int:
@@ -44,13 +44,13 @@ def main() -> int:
     task = get_task(cfg.task)
     precision = resolve_precision(args.precision or ck["precision"], "cpu")
     model = precision.prepare_model(build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters,
-                                                in_channels=task.in_channels, dims=task.dims))
+                                                **task.model_io()))
     model.load_state_dict(ck["model"])
     n = args.max_examples
     for difficulty in args.difficulty:
         if problem := task.check_difficulty(difficulty):
             p.error(f"--difficulty {difficulty}: expected {problem}")
-        x, y = task.load(args.data_root, difficulty, "test", cfg.data.count, cfg.data.seed, cfg.data.source)
+        x, y = storage.load(task, args.data_root, difficulty, "test", cfg.data.count, cfg.data.seed, cfg.data.source)
         t0 = time.perf_counter()
         r = evaluate_split(model, task, x[:n], y[:n], args.iterations, batch_size=args.batch_size,
                            precision=precision)

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from deepthink.checkpoint import CheckpointError
     from deepthink.config import ConfigError
-    from deepthink.tasks.io import DataError
+    from deepthink.tasks.storage import DataError
     try:
         return int(args._run(args) or 0)
     except (ConfigError, DataError, CheckpointError) as e:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from deepthink.tasks import TASKS
-from deepthink.tasks.io import add_data_root_argument, ensure_writable, resolve_data_root
+from deepthink.tasks.storage import add_data_root_argument, ensure_writable, resolve_data_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

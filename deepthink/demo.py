@@ -29,7 +29,7 @@ SMOKE_OVERRIDES = {"name": "quickstart_smoke", "train.epochs": 2, "data.count": 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from deepthink.tasks.io import add_data_root_argument
+    from deepthink.tasks.storage import add_data_root_argument
     p.add_argument("--file", type=Path, default=QUICKSTART, help=f"sweep file (default {QUICKSTART.relative_to(REPO)})")
     p.add_argument("--smoke", action="store_true", default=os.environ.get("DEEPTHINK_SMOKE") == "1",
                    help="shrink epochs/data/iterations so the whole pipeline runs in seconds (CI); "
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from deepthink.results import read_results
     from deepthink.sweep import state
     from deepthink.sweep.runner import run_sweep
-    from deepthink.tasks.io import resolve_data_root
+    from deepthink.tasks.storage import resolve_data_root
 
     overrides = dict(SMOKE_OVERRIDES) if args.smoke else {}
     if args.storage:

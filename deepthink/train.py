@@ -162,8 +162,7 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
     random.seed(cfg.seed)
     torch.set_flush_denormal(True)     # this thread only; flush_subnormal_ covers the weights
     splits = task.splits(cfg.data, Path(data_root), split_seed=cfg.data.seed)
-    model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters,
-                        in_channels=task.in_channels, dims=task.dims)
+    model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters, **task.model_io())
     n_params = count_parameters(model)
     alpha = cfg.train.alpha
     shuffle = torch.Generator().manual_seed(cfg.seed)

@@ -34,7 +34,7 @@ import yaml
 from deepthink import configfile
 from deepthink.configfile import ConfigError
 from deepthink.precision import PRECISIONS
-from deepthink.tasks.io import add_data_root_argument, resolve_data_root
+from deepthink.tasks.storage import add_data_root_argument, resolve_data_root
 
 SPECIAL = ("data-root", "device", "precision")
 

@@ -18,8 +18,8 @@ from easy_to_hard_data import ChessPuzzleDataset
 
 from deepthink.cli import main
 from deepthink.tasks import get_task
-from deepthink.tasks import chess as chess_task
-from deepthink.tasks.io import DataError
+from deepthink.tasks import lichess, storage
+from deepthink.tasks.storage import DataError
 
 SAMPLE = Path(__file__).parent / "fixtures" / "lichess_sample.csv"
 ORDER = [chess.KING, chess.QUEEN, chess.BISHOP, chess.KNIGHT, chess.ROOK, chess.PAWN]
@@ -33,7 +33,7 @@ def read_rows(path: Path) -> list[dict]:
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=chess_task.HEADER.split(","))
+        w = csv.DictWriter(fh, fieldnames=lichess.HEADER.split(","))
         w.writeheader()
         w.writerows(rows)
     return path
@@ -77,7 +77,7 @@ def shuffled(tmp_path_factory):
 
 
 def test_module_name_does_not_shadow_python_chess():
-    assert chess_task.pychess is chess and hasattr(chess_task.pychess, "Board")
+    assert lichess.pychess is chess and hasattr(lichess.pychess, "Board")
     assert "deepthink" not in chess.__file__
 
 
@@ -154,13 +154,13 @@ def test_bad_header_is_a_clear_error(tmp_path, capsys):
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("id,fen,moves\n1,x,y\n")
     with pytest.raises(DataError, match="PuzzleId,FEN,Moves,Rating") as e:
-        chess_task.convert_csv(wrong)
+        lichess.convert_csv(wrong)
     assert str(wrong) in str(e.value)
     headerless = tmp_path / "headerless.csv"
     headerless.write_text(SAMPLE.read_text().split("\n", 1)[1])
     assert convert(headerless, tmp_path) == 2
     err = capsys.readouterr().err
-    assert str(headerless) in err and chess_task.HEADER in err and "no header line" in err
+    assert str(headerless) in err and lichess.HEADER in err and "no header line" in err
     assert not (tmp_path / "chess_data").exists()
     assert convert(tmp_path / "missing.csv", tmp_path) == 2
     assert "--csv" in capsys.readouterr().err
@@ -191,7 +191,7 @@ def test_limit_and_rating_filters(tmp_path):
 
 def test_progress_is_reported_every_n_rows():
     lines = []
-    c = chess_task.convert_csv(SAMPLE, progress_every=100, log=lines.append)
+    c = lichess.convert_csv(SAMPLE, progress_every=100, log=lines.append)
     assert len(lines) == len(c.ids) // 100 and lines[0].startswith("chess: 100 rows read")
 
 
@@ -201,8 +201,8 @@ def test_load_errors_name_the_fix(shuffled, tmp_path):
     with pytest.raises(DataError, match=f"runs past the {n:,} puzzles"):
         TASK.load_raw(root, n - 10, "test", 20, download=False)
     with pytest.raises(DataError, match="deepthink data chess --csv FILE"):
-        TASK.load(tmp_path, 0, "train", 10, seed=0)                # missing files cannot be generated
-    x, y = TASK.load(root, 10, "test", 50, seed=0)
+        storage.load(TASK, tmp_path, 0, "train", 10, seed=0)                # missing files cannot be generated
+    x, y = storage.load(TASK, root, 10, "test", 50, seed=0)
     assert x.shape == (50, 12, 8, 8) and y.shape == (50, 8, 8) and y.dtype == torch.long
     assert TASK.check_difficulty(0) is None and TASK.check_difficulty(-1)
 

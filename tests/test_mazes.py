@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from deepthink.cli import main
+from deepthink.tasks import storage
 from deepthink.tasks import get_task
-from deepthink.tasks.io import DataError
+from deepthink.tasks.storage import DataError
 
 TASK = get_task("mazes")
 WALL, OPEN, START, GOAL = (0, 0, 0), (1, 1, 1), (0, 1, 0), (1, 0, 0)
@@ -137,17 +138,17 @@ def test_same_seed_same_bytes_different_seed_split_different(tmp_path):
 
 
 def test_load_generates_on_demand_and_regenerates_a_smaller_set(data_root):
-    x, y = TASK.load(data_root, 7, "train", 20, seed=0)
+    x, y = storage.load(TASK, data_root, 7, "train", 20, seed=0)
     assert x.shape == (20, 3, 20, 20) and x.dtype == torch.float32 and y.dtype == torch.long
-    x10, y10 = TASK.load(data_root, 7, "train", 10, seed=0)
+    x10, y10 = storage.load(TASK, data_root, 7, "train", 10, seed=0)
     assert torch.equal(x10, x[:10]) and torch.equal(y10, y[:10])
-    x50, _ = TASK.load(data_root, 7, "train", 50, seed=0)   # only 20 exist: the 50 asked are made
+    x50, _ = storage.load(TASK, data_root, 7, "train", 50, seed=0)   # only 20 exist: the 50 asked are made
     assert x50.shape[0] == 50
 
 
 def _race(root, barrier):
     barrier.wait()
-    x, _ = TASK.load(root, 9, "test", 3000, seed=0)
+    x, _ = storage.load(TASK, root, 9, "test", 3000, seed=0)
     assert x.shape[0] == 3000
 
 
@@ -175,7 +176,7 @@ def test_concurrent_generation_yields_intact_files(tmp_path):
 
 
 def test_masks_metric_and_confidence(data_root):
-    x, y = TASK.load(data_root, 5, "test", 8, seed=3)
+    x, y = storage.load(TASK, data_root, 5, "test", 8, seed=3)
     mask = TASK.loss_mask(x)
     assert mask.shape == y.shape and mask.dtype == torch.bool
     assert torch.equal(mask, x.sum(1) > 0)                 # non-wall = any lit channel
@@ -209,12 +210,14 @@ def test_difficulty_and_generate_errors(data_root):
     assert TASK.check_difficulty(9) is None and TASK.check_difficulty(201) is None
     for bad in (8, 3, 1, -9, True, 9.0, "9"):
         assert "odd maze size >= 5" in TASK.check_difficulty(bad)
-    with pytest.raises(ValueError, match="odd maze size"):
-        TASK.generate(data_root, 12, "train", 5, seed=0)
+    # one check of a request (deepthink/tasks/options.py) for the CLI and on-demand generation alike
+    with pytest.raises(DataError, match="size 12: expected an odd maze size"):
+        storage.produce(TASK, data_root, 12, "train", 5, seed=0)
+    with pytest.raises(DataError, match="--count must be a positive integer"):
+        storage.produce(TASK, data_root, 9, "train", 0, seed=0)
+    assert main(["data", "mazes", "--sizes", "9", "12", "--data-root", str(data_root)]) == 2
     with pytest.raises(ValueError, match="split"):
         TASK.generate(data_root, 9, "val", 5, seed=0)
-    with pytest.raises(ValueError, match="count"):
-        TASK.generate(data_root, 9, "train", 0, seed=0)
 
 
 def test_missing_files_name_the_command(data_root):

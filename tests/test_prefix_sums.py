@@ -8,6 +8,7 @@ import torch
 
 from deepthink.cli import main
 from deepthink.config import DataConfig
+from deepthink.tasks import storage
 from deepthink.tasks import get_task
 from deepthink.tasks.prefix_sums import distinct_bit_strings
 
@@ -99,7 +100,7 @@ def test_splits_generate_missing_data_on_demand(data_root):
 
 
 def _gen(root):
-    TASK.ensure(root, 64, "train", 3000, seed=0)
+    storage.ensure(TASK, root, 64, "train", 3000, seed=0)
 
 
 def test_concurrent_generation_does_not_corrupt(data_root):
@@ -119,13 +120,13 @@ def test_concurrent_generation_does_not_corrupt(data_root):
 
 def test_published_source_unreachable_is_a_clear_error(data_root, monkeypatch):
     import urllib.request
-    from deepthink.tasks.io import DataError
+    from deepthink.tasks.storage import DataError
 
     def refuse(*a, **k):
         raise urllib.error.URLError("no route to host")
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     with pytest.raises(DataError, match="data.source: generated"):
-        TASK.load(data_root, 32, "train", 10, 0, source="published")
+        storage.load(TASK, data_root, 32, "train", 10, 0, source="published")
 
 
 def test_same_seed_same_file_bytes(tmp_path):

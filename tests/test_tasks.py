@@ -9,8 +9,9 @@ import torch
 
 from deepthink.cli import main
 from deepthink.config import DataConfig
+from deepthink.tasks import storage
 from deepthink.tasks import TASKS, get_task
-from deepthink.tasks.io import DataError
+from deepthink.tasks.storage import DataError
 
 FIXTURE_CSV = Path(__file__).parent / "fixtures" / "lichess_sample.csv"
 
@@ -20,7 +21,7 @@ def tiny_data(task, root: Path) -> DataConfig:
     smallest = next(d for d in range(8, 1000) if task.check_difficulty(d) is None)
     harder = next(d for d in range(smallest + 1, 1000) if task.check_difficulty(d) is None)
     try:
-        task.produce(root, smallest, "train", 40, seed=0)
+        storage.produce(task, root, smallest, "train", 40, seed=0)
     except DataError:   # not generatable: convert the committed real data instead
         assert main(["data", task.cli_name, "--csv", str(FIXTURE_CSV), "--data-root", str(root)]) == 0
         return DataConfig(train=0, eval=[200], count=40)
@@ -77,9 +78,9 @@ def test_default_data_is_valid(task):
 
 def test_load_gives_exactly_count_examples_and_regenerates_a_smaller_set(task, data_root, capsys):
     data = tiny_data(task, data_root)                  # files with data.count examples (or more)
-    x, _ = task.load(data_root, data.train, "train", data.count - 5, data.seed)
+    x, _ = storage.load(task, data_root, data.train, "train", data.count - 5, data.seed)
     assert x.shape[0] == data.count - 5                # more on disk than asked: the first `count`
-    x, _ = task.load(data_root, data.train, "train", data.count + 10, data.seed)
+    x, _ = storage.load(task, data_root, data.train, "train", data.count + 10, data.seed)
     assert x.shape[0] == data.count + 10               # fewer on disk than asked: never silently less
     try:
         task.generate(data_root, data.train, "train", 1, data.seed)
@@ -92,11 +93,11 @@ def test_a_new_data_seed_regenerates_instead_of_reusing_files(task, data_root, c
     data = tiny_data(task, data_root)
     if task.meta_path(data_root, data.train, "train") is None:
         pytest.skip(f"{task.name} data is converted, not generated: no seed to record")
-    x0, _ = task.load(data_root, data.train, "train", data.count, seed=0)
-    x1, _ = task.load(data_root, data.train, "train", data.count, seed=1)
+    x0, _ = storage.load(task, data_root, data.train, "train", data.count, seed=0)
+    x1, _ = storage.load(task, data_root, data.train, "train", data.count, seed=1)
     assert "generated with seed 0, seed 1 asked" in capsys.readouterr().err
     assert not torch.equal(x0, x1)
-    x1b, _ = task.load(data_root, data.train, "train", data.count, seed=1)   # now recorded: reused
+    x1b, _ = storage.load(task, data_root, data.train, "train", data.count, seed=1)   # now recorded: reused
     assert torch.equal(x1, x1b) and "asked" not in capsys.readouterr().err
 
 
@@ -105,5 +106,29 @@ def test_nothing_is_written_outside_the_data_root(task, tmp_path):
     may be a read-only or shared directory)."""
     root = tmp_path / "parent" / "root"
     data = tiny_data(task, root)
-    task.load(root, data.train, "train", data.count, data.seed)
+    storage.load(task, root, data.train, "train", data.count, data.seed)
     assert sorted(p.name for p in (tmp_path / "parent").iterdir()) == ["root"]
+
+
+def test_a_task_with_more_classes_needs_no_change_outside_its_module(tmp_path, monkeypatch):
+    """num_classes reaches the model's head through task.model_io(); loss, metric and confidence
+    read the class axis generically. A 3-class variant of prefix sums (targets 0..2) trains."""
+    from deepthink.config import TrialConfig, TrainConfig, TestConfig as EvalConfig
+    from deepthink.models import build_model
+    from deepthink.tasks import Split
+    from deepthink.train import run_trial
+    task = get_task("prefix_sums")
+    monkeypatch.setattr(type(task), "num_classes", 3)
+    g = torch.Generator().manual_seed(0)
+
+    def synthetic(data, root, split_seed=0):
+        x = torch.rand((20, 1, 8), generator=g).round()                    # (N, C, L)
+        return [Split(s, 8, x, torch.randint(0, 3, (20, 8), generator=g)) for s in ("train", "val", "test")]
+    monkeypatch.setattr(task, "splits", synthetic)
+    cfg = TrialConfig(sweep="t", task="prefix_sums", model="dt_net", width=8, max_iters=2, depth=12, seed=0,
+                      data=DataConfig(train=8, eval=[8], count=20), test=EvalConfig(iterations=2),
+                      train=TrainConfig(epochs=1, batch_size=10, precision="fp32"))
+    out = run_trial(cfg, tmp_path, trial_id="c3", checkpoint_dir=tmp_path / "c", log=lambda m: None)
+    assert out.status == "ok" and len(out.rows) == 3 * 2       # a 2-class head would fail the loss
+    net = build_model("dt_net", width=8, max_iters=2, **task.model_io())
+    assert net(torch.zeros(2, 1, 8), 1).logits.shape == (2, 3, 8)

@@ -50,10 +50,12 @@ def model_iterations(depth: int) -> int:
     return (depth - 4) // 4
 
 
-def build_model(name: str, *, width: int, max_iters: int, in_channels: int, dims: int) -> ThinkingNet:
+def build_model(name: str, *, width: int, max_iters: int, in_channels: int, dims: int,
+                num_classes: int = 2) -> ThinkingNet:
+    """`in_channels`, `dims`, `num_classes` come from the task: `build_model(..., **task.model_io())`."""
     spec = get_model_spec(name)
     return ThinkingNet(ModelConfig(width=width, max_iters=max_iters, in_channels=in_channels,
-                                   dims=dims, recall=spec.recall, shared=spec.shared))
+                                   dims=dims, recall=spec.recall, shared=spec.shared, out_channels=num_classes))
 
 
 __all__ = ["MODELS", "ModelSpec", "ModelConfig", "ThinkingNet", "ThinkOutput", "build_model",

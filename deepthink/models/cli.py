@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     for task in tasks:
         width = args.width or task.reference_width
         for spec in MODELS.values():
-            net = build_model(spec.name, width=width, max_iters=iters, in_channels=task.in_channels, dims=task.dims)
+            net = build_model(spec.name, width=width, max_iters=iters, **task.model_io())
             print(f"{task.name:<12} {spec.name:<10} {width:>6} {iters:>6} {4 * iters + 4:>6} "
                   f"{count_parameters(net):>12,}  {spec.description}")
     return 0

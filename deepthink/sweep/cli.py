@@ -37,7 +37,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from deepthink.tasks.io import add_data_root_argument
+    from deepthink.tasks.storage import add_data_root_argument
     p.add_argument("file", metavar="FILE.yaml", help="sweep definition (see sweeps/ and DESIGN.md section 4)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and print the trial table, trials at once and estimated cost; run nothing")
@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from deepthink.config import parse_sweep
     from deepthink.sweep import state
-    from deepthink.tasks.io import resolve_data_root
+    from deepthink.tasks.storage import resolve_data_root
 
     overrides = dict(args.overrides)
     if args.storage:

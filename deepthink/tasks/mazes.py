@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepthink.tasks import storage
 from deepthink.tasks.base import Task, register
-from deepthink.tasks.io import DataError, e2h, write_dir_atomically
+from deepthink.tasks.options import check_request
+from deepthink.tasks.storage import DataError, e2h, write_dir_atomically
 
 SPLITS = ("train", "test")
 # CLI default counts: practical on a laptop. Published: 50,000 train / 10,000 test for sizes 9..17,
@@ -214,16 +216,10 @@ class Mazes(Task):
 
     def run_cli(self, args, root: Path) -> int:
         count = DEFAULT_COUNT[args.split] if args.count is None else args.count
-        bad = [n for n in args.sizes if size_problem(n)]
-        if bad:
-            raise DataError(f"--sizes {' '.join(map(str, bad))}: each size must be {size_problem(bad[0])}")
-        if count <= 0:
-            raise DataError(f"--count must be a positive integer, got {count}")
-        if args.seed < 0:
-            raise DataError(f"--seed must be a non-negative integer, got {args.seed}")
+        check_request(self, args.sizes, count, args.seed, "--sizes")
         for n in args.sizes:
             t0 = time.perf_counter()
-            self.produce(root, n, args.split, count, args.seed, overwrite=True)
+            storage.produce(self, root, n, args.split, count, args.seed, overwrite=True)
             dt = time.perf_counter() - t0
             H = image_side(n)
             print(f"mazes size {n:>4} ({args.split}): {count} mazes of {H}x{H} px in {dt:.1f} s "
@@ -247,10 +243,8 @@ class Mazes(Task):
     def generate(self, root: Path, difficulty: int, split: str, count: int, seed: int,
                  overwrite: bool = False) -> list[Path]:
         """Write one size's folder atomically. Without `overwrite` (the on-demand path, where
-        several trials may race) an existing folder is kept; the CLI passes overwrite=True."""
-        problem = size_problem(difficulty)
-        if problem:
-            raise ValueError(f"maze size must be {problem}, got {difficulty!r}")
+        several trials may race) an existing folder is kept; the CLI passes overwrite=True. The size
+        was checked by the caller (config or CLI: deepthink/tasks/options.py)."""
         if split not in SPLITS:
             raise ValueError(f"maze split must be one of {SPLITS}, got {split!r}")
         if count <= 0:

@@ -37,9 +37,32 @@ class DataConfig(Section):
 
 def check_data(task, data: DataConfig) -> tuple[tuple, object, str] | None:
     """(key, found, allowed) for the first thing `task` cannot provide, else None. `key` is a path
-    such as ("data", "eval", 1)."""
-    for key, d in [(("data", "train"), data.train)] + [(("data", "eval", i), d) for i, d in enumerate(data.eval)]:
+    such as ("data", "eval", 1). The same rules as `check_request` (the data CLI, generation)."""
+    count_key = ("data", "train_count") if data.train_count is not None else ("data", "count")
+    asks = [(("data", "train"), count_key, data.train, data.n_train)] + \
+        [(("data", "eval", i), ("data", "count"), d, data.count) for i, d in enumerate(data.eval)]
+    for key, ckey, d, n in asks:
         problem = task.check_difficulty(d)
         if problem:
             return key, d, problem
-    return task.check_data(data)
+        problem = task.check_count(d, n)
+        if problem:
+            return ckey, n, problem
+    return None
+
+
+def check_request(task, difficulties: list[int], count: int, seed: int, flag: str) -> None:
+    """The data CLI's and the generators' check of one request (`flag` names the CLI option that
+    lists the difficulties, e.g. '--bits'); raises DataError saying what is allowed."""
+    from deepthink.tasks.storage import DataError
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise DataError(f"--count must be a positive integer, got {count}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"--seed must be a non-negative integer, got {seed}")
+    for d in difficulties:
+        problem = task.check_difficulty(d)
+        if problem:
+            raise DataError(f"{flag} {d}: expected {problem}")
+        problem = task.check_count(d, count)
+        if problem:
+            raise DataError(f"--count {count} for {flag} {d}: expected {problem}")

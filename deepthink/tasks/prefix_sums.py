@@ -13,17 +13,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepthink.tasks import storage
 from deepthink.tasks.base import Task, register
-from deepthink.tasks.io import DataError, e2h, save_tensor, write_files_atomically
+from deepthink.tasks.options import check_request
+from deepthink.tasks.storage import DataError, e2h, save_tensor, write_files_atomically
 
 FOLDER = "prefix_sums_data"
 
 
+def count_problem(bits: int, count: int) -> str | None:
+    """The one place of the rule: the strings are distinct, so at most 2^bits of them."""
+    if bits <= 62 and count > 2 ** bits:
+        return f"at most {2 ** bits}: there are only {2 ** bits} distinct strings of {bits} bits"
+    return None
+
+
 def distinct_bit_strings(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """(count, n) uint8 array of distinct random 0/1 strings, deterministic given rng."""
-    if count > 2 ** min(n, 62):
-        raise ValueError(f"--count {count} is larger than the {2 ** n} distinct strings of {n} bits; "
-                         f"use --count <= {2 ** n} or more bits")
+    problem = count_problem(n, count)
+    if problem:
+        raise ValueError(f"count {count} of {n}-bit strings: expected {problem}")
     if n <= 20 and count > 2 ** n // 4:
         codes = rng.permutation(2 ** n)[:count]              # dense: exact sampling without replacement
         return ((codes[:, None] >> np.arange(n - 1, -1, -1)) & 1).astype(np.uint8)
@@ -54,17 +63,9 @@ class PrefixSums(Task):
         p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
 
     def run_cli(self, args, root: Path) -> int:
-        from deepthink.tasks.io import DataError
-        if args.count <= 0:
-            raise DataError(f"--count must be a positive integer, got {args.count}")
+        check_request(self, args.bits, args.count, args.seed, "--bits")
         for n in args.bits:
-            if n < 1:
-                raise DataError(f"--bits must be positive lengths, got {n}")
-            if n <= 62 and args.count > 2 ** n:
-                raise DataError(f"--count {args.count} is larger than the {2 ** n} distinct strings of "
-                                f"{n} bits; lower --count or drop --bits {n}")
-        for n in args.bits:
-            paths = self.produce(root, n, "train", args.count, args.seed, overwrite=True)
+            paths = storage.produce(self, root, n, "train", args.count, args.seed, overwrite=True)
             print(f"prefix sums {n:>5} bits: {args.count} distinct strings -> {paths[0].parent}/{n}_{{data,targets}}.pth")
         return 0
 
@@ -74,13 +75,8 @@ class PrefixSums(Task):
     def check_difficulty(self, difficulty: int) -> str | None:
         return None if isinstance(difficulty, int) and difficulty >= 1 else "a number of bits >= 1"
 
-    def check_data(self, data):
-        n_train = data.train_count if data.train_count is not None else data.count
-        for key, bits, n in [("data.train_count" if data.train_count is not None else "data.count", data.train, n_train)] + \
-                [("data.count", d, data.count) for d in data.eval]:
-            if bits <= 62 and n > 2 ** bits:
-                return key, n, f"at most {2 ** bits}: there are only {2 ** bits} distinct strings of {bits} bits"
-        return None
+    def check_count(self, difficulty: int, count: int) -> str | None:
+        return count_problem(difficulty, count)
 
     def paths(self, root: Path, n: int) -> tuple[Path, Path]:
         d = Path(root) / FOLDER

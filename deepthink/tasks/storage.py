@@ -1,19 +1,31 @@
-"""Safe on-disk writes for generated data: several Ray trials may ask for the same missing files.
+"""How task data is stored, shared by every task: where it lives (`--data-root`), atomic writes and
+locks (several Ray trials may ask for the same missing files), a provenance record beside each
+generated set, and `load(task, ...)`: generate on demand, regenerate a set made with fewer examples
+or another seed, return exactly the count asked.
 
 `write_dir_atomically(target_dir, make)` takes an exclusive file lock beside `target_dir`,
 re-checks that the data is still missing, lets `make(tmp_dir)` write into a private temporary
 directory, then renames the whole directory into place; `write_files_atomically` does the same per
-file. Readers therefore see either nothing or complete files (and Task.load reads under a lock).
+file. Readers therefore see either nothing or complete files (and `load` reads under a lock).
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import io
+import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
+
+if TYPE_CHECKING:
+    import torch
+
+    from deepthink.tasks.base import Task
 
 
 class DataError(RuntimeError):
@@ -127,3 +139,88 @@ def e2h():
                         "easy-to-hard-data==1.0.0` (--no-deps: its own pins do not build on Python 3.11; "
                         "`make demo`/`make test` do this)") from None
     return easy_to_hard_data
+
+
+# ---- producing and loading a task's data -----------------------------------------------------------
+
+PUBLISHED_DIR = "published"     # <data-root>/published/: data.source: published downloads here
+
+
+@contextmanager
+def root_lock(root: Path, name: str):
+    """Exclusive lock on `root/name`; a root we cannot write to (a read-only shared copy) needs none."""
+    try:
+        ensure_writable(root)
+    except DataError:
+        if root.is_dir():
+            yield
+            return
+        raise
+    with file_lock(root / name):
+        yield
+
+
+def produce(task: "Task", root: Path, difficulty: int, split: str, count: int, seed: int,
+            overwrite: bool = False) -> list[Path]:
+    """Check the request (deepthink/tasks/options.py), `generate`, then record (seed, count) beside
+    the files so that a later load with another data seed regenerates instead of silently reusing them."""
+    from deepthink.tasks.options import check_request
+    check_request(task, [difficulty], count, seed, f"{task.difficulty_name}")
+    paths = task.generate(root, difficulty, split, count, seed, overwrite=overwrite)
+    meta = task.meta_path(root, difficulty, split)
+    if meta is not None:
+        write_files_atomically(meta.parent, {meta.name: lambda p: p.write_text(
+            json.dumps({"task": task.name, "difficulty": difficulty, "split": split,
+                        "seed": seed, "count": count}) + "\n")}, overwrite=True)
+    return paths
+
+
+def recorded_seed(task: "Task", root: Path, difficulty: int, split: str) -> int | None:
+    meta = task.meta_path(root, difficulty, split)
+    try:
+        return int(json.loads(meta.read_text())["seed"]) if meta is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None      # no record (published or hand-made files): use them as they are
+
+
+def ensure(task: "Task", root: Path, difficulty: int, split: str, count: int, seed: int) -> None:
+    if not task.files_exist(root, difficulty, split):
+        produce(task, root, difficulty, split, count, seed)
+
+
+def load(task: "Task", root: Path, difficulty: int, split: str, count: int, seed: int,
+         source: str = "generated") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Exactly `count` examples (fewer only from a published file that has fewer), as
+    (inputs float (N, C, *S), targets long (N, *S)), loaded by the easy_to_hard_data class.
+
+    Published files live under `<root>/published/`, so they are never mistaken for generated
+    files of the same names (the package only checks that a folder exists). Loading holds a
+    lock per data root, so a trial never reads a set that another process is replacing."""
+    root = Path(root)
+    if source == "published":
+        root = root / PUBLISHED_DIR
+        with root_lock(root, ".download.lock"):
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    x, y = task.load_raw(root, difficulty, split, count, download=True)
+            except OSError as e:   # urllib.error.URLError is an OSError
+                raise DataError(
+                    f"could not download the published {task.name} data into {root} ({e}); this machine "
+                    f"may have no internet access. Use data.source: generated to generate it locally.") from None
+        return x[:count], y[:count]
+    with root_lock(root, ".load.lock"):
+        ensure(task, root, difficulty, split, count, seed)
+        with contextlib.redirect_stdout(io.StringIO()):   # the package prints on every load
+            x, y = task.load_raw(root, difficulty, split, count, download=False)
+        recorded = recorded_seed(task, root, difficulty, split)
+        why = (f"has {x.shape[0]} examples, {count} asked" if x.shape[0] < count else
+               f"was generated with seed {recorded}, seed {seed} asked" if recorded not in (None, seed) else None)
+        if why:
+            # Never train on fewer examples or on another seed's data without saying so.
+            # (A task that cannot generate raises a DataError here.)
+            print(f"deepthink: {task.name} {task.difficulty_name} {difficulty} ({split}) under {root} "
+                  f"{why}: generating {count} (seed {seed})", file=sys.stderr)
+            produce(task, root, difficulty, split, count, seed, overwrite=True)
+            with contextlib.redirect_stdout(io.StringIO()):
+                x, y = task.load_raw(root, difficulty, split, count, download=False)
+    return x[:count], y[:count]
