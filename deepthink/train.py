@@ -48,7 +48,7 @@ from deepthink.models import ThinkingNet, build_model, count_parameters, get_mod
 from deepthink.optim import build_optimizer, lr_at, set_lr
 from deepthink.results import trained_rows
 from deepthink.precision import Precision, flush_subnormal_, resolve_precision
-from deepthink.tasks import get_task
+from deepthink.tasks import Split, get_task
 
 EPOCH_EVAL_EXAMPLES = 256     # fixed train/val subsets behind the per-epoch train_acc / val_acc
 NAN_CHECK_EVERY = 50          # batches between the (only) host reads of the running loss
@@ -146,6 +146,28 @@ def train_epoch(model: ThinkingNet, opt: torch.optim.Optimizer, cfg: TrialConfig
     return loss_sum.item() / batches, lr
 
 
+@dataclass
+class _Run:
+    """A trial in progress: what training updates, and what a checkpoint saves."""
+    cfg: TrialConfig
+    model: ThinkingNet
+    opt: torch.optim.Optimizer
+    precision: Precision
+    shuffle: torch.Generator      # batch order
+    rng: random.Random            # progressive-loss draws
+    checkpoint_dir: Path
+    epoch: int = 0                # epochs completed
+    train_seconds: float = 0.0
+    status: str = "training"      # training | diverged (a finished trial has epoch == cfg.train.epochs)
+
+    def save(self) -> None:
+        save_checkpoint(self.checkpoint_dir, {
+            "config": self.cfg.to_dict(), "epoch": self.epoch, "status": self.status,
+            "precision": self.precision.name, "train_seconds": self.train_seconds,
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "rng": capture_rng(self.shuffle, self.rng)})
+
+
 def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_dir: Path,
               resume_from: Path | None = None,
               on_epoch: Callable[[dict, Path | None], None] | None = None,
@@ -162,80 +184,90 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
     random.seed(cfg.seed)
     torch.set_flush_denormal(True)     # this thread only; flush_subnormal_ covers the weights
     splits = task.splits(cfg.data, Path(data_root), split_seed=cfg.data.seed)
+    run = _start(cfg, task, dev, checkpoint_dir, resume_from, log)
+    n_params = count_parameters(run.model)
+    log(f"trial {trial_id}: {cfg.task} {cfg.model} width {cfg.width} max_iters {cfg.max_iters} "
+        f"alpha {cfg.train.alpha:g} seed {cfg.seed} | {n_params:,} parameters | {dev} {run.precision.name}"
+        f"{' channels-last' if run.precision.channels_last else ''} {torch.get_num_threads()} threads | "
+        f"train {len(splits[0])} val {len(splits[1])} examples")
+    _train(run, task, splits[0], splits[1], dev, on_epoch, log)
+    status = "diverged" if run.status == "diverged" else "ok"
+    results = _evaluate(run, task, splits, dev, log)
+    rows = trained_rows(cfg, trial_id, results, status=status, epochs_completed=run.epoch, n_params=n_params,
+                        train_seconds=run.train_seconds, node=node or socket.gethostname(),
+                        device=device_label or str(dev))
+    return TrialOutcome(status, rows, run.epoch, run.train_seconds, n_params)
+
+
+def _start(cfg: TrialConfig, task, dev: torch.device, checkpoint_dir: Path, resume_from: Path | None,
+           log: Callable[[str], None]) -> _Run:
+    """The model, optimizer and random streams of a new trial, or of one resumed from a checkpoint."""
     model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters, **task.model_io())
-    n_params = count_parameters(model)
-    alpha = cfg.train.alpha
     shuffle = torch.Generator().manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-
     ckpt = load_checkpoint(Path(resume_from), cfg.to_dict()) if resume_from is not None else None
     precision = resolve_precision(ckpt["precision"] if ckpt else cfg.train.precision, dev)
     model = precision.prepare_model(model.to(dev))
-    opt = build_optimizer(model, cfg.train)
-    epoch, train_seconds, status = 0, 0.0, "training"
+    run = _Run(cfg, model, build_optimizer(model, cfg.train), precision, shuffle, rng, Path(checkpoint_dir))
     if ckpt:
-        epoch, train_seconds, status = ckpt["epoch"], ckpt["train_seconds"], ckpt["status"]
-        _load_states(model, opt, ckpt, Path(resume_from), with_optimizer=status == "training")
+        run.epoch, run.train_seconds, run.status = ckpt["epoch"], ckpt["train_seconds"], ckpt["status"]
+        _load_states(model, run.opt, ckpt, Path(resume_from), with_optimizer=run.status == "training")
         restore_rng(ckpt["rng"], shuffle, rng)
-        state = "finished" if status == "training" and epoch >= cfg.train.epochs else status
-        log(f"resumed from {Path(resume_from)} after epoch {epoch} ({state})")
-    log(f"trial {trial_id}: {cfg.task} {cfg.model} width {cfg.width} max_iters {cfg.max_iters} "
-        f"alpha {alpha:g} seed {cfg.seed} | {n_params:,} parameters | {dev} {precision.name}"
-        f"{' channels-last' if precision.channels_last else ''} {torch.get_num_threads()} threads | "
-        f"train {len(splits[0])} val {len(splits[1])} examples")
+        state = "finished" if run.status == "training" and run.epoch >= cfg.train.epochs else run.status
+        log(f"resumed from {Path(resume_from)} after epoch {run.epoch} ({state})")
+    return run
 
-    train, val = splits[0], splits[1]
+
+def _train(run: _Run, task, train: Split, val: Split, dev: torch.device,
+           on_epoch: Callable[[dict, Path | None], None] | None, log: Callable[[str], None]) -> None:
+    """Epochs until cfg.train.epochs or a non-finite loss (then: status diverged, last good weights)."""
+    cfg, model, precision = run.cfg, run.model, run.precision
     x_train = precision.prepare_inputs(train.inputs.to(dev))
     y_train = train.targets.to(dev)
     data = (x_train, y_train, task.loss_mask(x_train))
     x_val, y_val = precision.prepare_inputs(val.inputs.to(dev)), val.targets.to(dev)
     good = _snapshot(model)
-    while status == "training" and epoch < cfg.train.epochs:
+    while run.status == "training" and run.epoch < cfg.train.epochs:
         t0 = time.perf_counter()
-        loss, lr = train_epoch(model, opt, cfg, alpha, epoch, data, shuffle, rng, precision)
+        loss, lr = train_epoch(model, run.opt, cfg, cfg.train.alpha, run.epoch, data, run.shuffle, run.rng, precision)
         if not (math.isfinite(loss) and _weights_finite(model)):
-            status = "diverged"
-            train_seconds += time.perf_counter() - t0
+            run.status = "diverged"
+            run.train_seconds += time.perf_counter() - t0
             model.load_state_dict(good)
-            log(f"epoch {epoch + 1:>4}/{cfg.train.epochs}: loss is not finite; stopping (diverged) and "
-                f"evaluating the weights after epoch {epoch}")
-            save_checkpoint(checkpoint_dir, _payload(cfg, model, opt, epoch, status, precision,
-                                                     train_seconds, shuffle, rng))
-            break
+            log(f"epoch {run.epoch + 1:>4}/{cfg.train.epochs}: loss is not finite; stopping (diverged) and "
+                f"evaluating the weights after epoch {run.epoch}")
+            run.save()
+            return
         flush_subnormal_(model)
-        epoch += 1
-        eb = cfg.test.batch_size
-        train_acc = accuracy_at(model, task, x_train[:EPOCH_EVAL_EXAMPLES], y_train[:EPOCH_EVAL_EXAMPLES],
-                                cfg.max_iters, batch_size=eb, precision=precision)
-        val_acc = accuracy_at(model, task, x_val[:EPOCH_EVAL_EXAMPLES], y_val[:EPOCH_EVAL_EXAMPLES],
-                              cfg.max_iters, batch_size=eb, precision=precision)
+        run.epoch += 1
+        n, eb = EPOCH_EVAL_EXAMPLES, cfg.test.batch_size
+        train_acc = accuracy_at(model, task, x_train[:n], y_train[:n], cfg.max_iters, batch_size=eb, precision=precision)
+        val_acc = accuracy_at(model, task, x_val[:n], y_val[:n], cfg.max_iters, batch_size=eb, precision=precision)
         seconds = time.perf_counter() - t0
-        train_seconds += seconds
+        run.train_seconds += seconds
         good = _snapshot(model)
         written = None
-        if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs:
-            save_checkpoint(checkpoint_dir, _payload(cfg, model, opt, epoch, status, precision,
-                                                     train_seconds, shuffle, rng))
-            written = Path(checkpoint_dir)
-        metrics = {"epoch": epoch, "loss": loss, "train_acc": train_acc, "val_acc": val_acc,
-                   "lr": lr, "seconds": seconds}
-        log(f"epoch {epoch:>4}/{cfg.train.epochs}  loss {loss:.4f}  train_acc {train_acc:6.2f}  "
+        if run.epoch % cfg.train.checkpoint_every == 0 or run.epoch == cfg.train.epochs:
+            run.save()
+            written = run.checkpoint_dir
+        log(f"epoch {run.epoch:>4}/{cfg.train.epochs}  loss {loss:.4f}  train_acc {train_acc:6.2f}  "
             f"val_acc {val_acc:6.2f}  lr {lr:.3g}  {seconds:.1f}s")
         if on_epoch is not None:
-            on_epoch(metrics, written)
+            on_epoch({"epoch": run.epoch, "loss": loss, "train_acc": train_acc, "val_acc": val_acc,
+                      "lr": lr, "seconds": seconds}, written)
 
-    final_status = "diverged" if status == "diverged" else "ok"
-    t0 = time.perf_counter()
+
+def _evaluate(run: _Run, task, splits: list[Split], dev: torch.device, log: Callable[[str], None]) -> list:
+    """[(split, difficulty, SplitResult)] at every test iteration 1..test.iterations."""
+    cfg, t0 = run.cfg, time.perf_counter()
     n = cfg.test.max_examples          # None: every example (slicing with None keeps all)
-    results = [(s, evaluate_split(model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev), cfg.test.iterations,
-                                  batch_size=cfg.test.batch_size, precision=precision)) for s in splits]
-    log(f"evaluated {len(splits)} splits at {results[0][1].iterations} iterations in "
+    results = [(s.split, s.difficulty, evaluate_split(run.model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev),
+                                                      cfg.test.iterations, batch_size=cfg.test.batch_size,
+                                                      precision=run.precision)) for s in splits]
+    log(f"evaluated {len(splits)} splits at {results[0][2].iterations} iterations in "
         f"{time.perf_counter() - t0:.1f}s: " + ", ".join(
-            f"{s.split} {s.difficulty}: {max(r.accuracy('iteration')):.1f}% best" for s, r in results))
-    rows = trained_rows(cfg, trial_id, [(s.split, s.difficulty, r) for s, r in results], status=final_status,
-                        epochs_completed=epoch, n_params=n_params, train_seconds=train_seconds,
-                        node=node or socket.gethostname(), device=device_label or str(dev))
-    return TrialOutcome(final_status, rows, epoch, train_seconds, n_params)
+            f"{split} {d}: {max(r.accuracy('iteration')):.1f}% best" for split, d, r in results))
+    return results
 
 
 def _weights_finite(model: ThinkingNet) -> bool:
@@ -245,12 +277,6 @@ def _weights_finite(model: ThinkingNet) -> bool:
 
 def _snapshot(model: ThinkingNet) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _payload(cfg, model, opt, epoch, status, precision, train_seconds, shuffle, rng) -> dict:
-    return {"config": cfg.to_dict(), "epoch": epoch, "status": status, "precision": precision.name,
-            "train_seconds": train_seconds, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "rng": capture_rng(shuffle, rng)}
 
 
 def _load_states(model, opt, ckpt: dict, where: Path, with_optimizer: bool) -> None:
