@@ -127,6 +127,17 @@ class SweepFile(Section):
     max_failures: Annotated[int, Field(ge=0)] = Field(2, description="retries of a failing trial")
     cost: CostConfig = CostConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, raw: Any) -> Any:
+        """`train:` with nothing under it (YAML null) means the defaults, as an empty mapping does."""
+        if isinstance(raw, dict):
+            raw = {k: ({} if v is None and k in SECTIONS else v) for k, v in raw.items()}
+        return raw
+
+
+SECTIONS = ("data", "train", "test", "resources", "cost")
+
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a sweep file (`deepthink schema`), for editors and other tools."""

@@ -27,9 +27,6 @@ class ConfigError(ValueError):
     """A bad sweep/run file or override. The message names the file, key, what was found, what is
     allowed and, for a key read from a file, its line."""
 
-    def __init__(self, message: str):
-        super().__init__(message)
-
 
 def config_error(path: str, key: str, found: Any, expected: str, line: int | None = None,
                  where: str = "") -> ConfigError:

@@ -103,3 +103,17 @@ def test_recall_sees_the_input_every_iteration():
             state = net.project(x)
             a, b = net.step(state, x, 0), net.step(state, x2, 0)
         assert (not torch.equal(a, b)) == depends, name
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_the_spec_says_whether_a_model_is_recurrent(model_name):
+    """ModelSpec.recurrent (what the planner, trainer and demo ask) agrees with what the built net
+    can do: a recurrent net runs past its training iterations, a feed-forward one cannot."""
+    from deepthink.models import get_model_spec
+    net = make(model_name, TASKS["prefix_sums"], iters=2)
+    x = inputs(TASKS["prefix_sums"])
+    if get_model_spec(model_name).recurrent:
+        assert net(x, 5).logits.shape[0] == x.shape[0]
+    else:
+        with pytest.raises(ValueError, match="cannot run iteration 3"):
+            net(x, 3)

@@ -1,13 +1,9 @@
 """deepthink.results: the row layout write_trial enforces, and read_results reading what pyarrow
 reads (every *.parquet file, '_'/'.' names skipped) with clear errors for files off the contract."""
-import math
-
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from deepthink.results import COLUMNS, REQUIRED, ROW_KEY, ResultsError, read_results, trial_file, write_trial
+from deepthink.results import COLUMNS, REQUIRED, ROW_KEY, ResultsError, read_results, write_trial
 
 KEY = ["trial_id", "split", "difficulty", "test_iters"]
 

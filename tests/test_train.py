@@ -223,7 +223,7 @@ def test_one_epoch_on_every_task_with_synthetic_data(task_name, tmp_path, monkey
     assert {r["task"] for r in out.rows} == {task_name}
 
 
-def test_feed_forward_alpha_is_planned_once_as_zero_and_refused_otherwise(root, tmp_path):
+def test_feed_forward_alpha_is_planned_once_as_zero_and_refused_otherwise(root, tmp_path, capsys):
     """A model x alpha grid trains the feed-forward net once, with (and recording) alpha 0."""
     from deepthink.config import ConfigError, parse_sweep
     f = tmp_path / "s.yaml"
@@ -233,6 +233,10 @@ def test_feed_forward_alpha_is_planned_once_as_zero_and_refused_otherwise(root, 
     planned = sorted((t.model, t.train.alpha) for t in sweep.trials())
     assert planned == [("dt_net", 0.0), ("dt_net", 0.5), ("dt_net", 1.0), ("ff_net", 0.0)]
     assert any("alpha: not used by ff_net" in line for line in sweep.unused_settings())
+    from deepthink.cli import main
+    assert main(["sweep", str(f), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 4 (" in out and "alpha: not used by ff_net (separate blocks)" in out, out
     with pytest.raises(ConfigError, match="ff_net has separate blocks"):
         run_trial(tiny("ff_net", alpha=0.5, epochs=1), root, trial_id="ff", checkpoint_dir=tmp_path / "a", log=quiet)
     zero = run_trial(tiny("ff_net", alpha=0.0, epochs=1), root, trial_id="ff", checkpoint_dir=tmp_path / "b", log=quiet)

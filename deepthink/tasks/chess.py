@@ -26,11 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from deepthink.tasks.base import Task, register
-from deepthink.tasks.lichess import HEADER, convert_csv, write_converted  # noqa: F401  (HEADER: the CSV layout)
+from deepthink.tasks.lichess import convert_csv, write_converted
 from deepthink.tasks.storage import DataError, e2h
 
 FOLDER = "chess_data"
