@@ -221,7 +221,7 @@ class SweepConfig:
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], list[Key]]:
     """Dotted-key overrides (`train.lr=0.01`, `model=dt_net`, `width=64`, `seed=3`) applied to a
     copy of a raw YAML mapping; returns it and the key paths set. A grid key (model, width, depth,
-    max_iters, or a train key the grid lists) becomes a one-value list."""
+    max_iters, or a train key the grid lists) takes a list as given and a single value as a list of one."""
     raw = copy.deepcopy(raw)
     grid = raw.get("grid") if isinstance(raw.get("grid"), dict) else None
     changed: list[Key] = []
@@ -231,11 +231,11 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> tuple[dic
             if key in ("depth", "max_iters"):
                 grid.pop("depth", None)
                 grid.pop("max_iters", None)
-            grid[key] = [value]
+            grid[key] = value if isinstance(value, list) else [value]
             changed.append(("grid", key))
             continue
         if parts == ("seed",):
-            raw["seeds"] = [value]
+            raw["seeds"] = value if isinstance(value, list) else [value]
             changed.append(("seeds",))
             continue
         node = raw
@@ -246,7 +246,7 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> tuple[dic
         node[parts[-1]] = value
         changed.append(parts)
         if parts[0] == "train" and len(parts) == 2 and grid is not None and parts[1] in grid:
-            grid[parts[1]] = [value]
+            grid[parts[1]] = value if isinstance(value, list) else [value]
             changed.append(("grid", parts[1]))
     return raw, changed
 

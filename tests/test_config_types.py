@@ -124,6 +124,8 @@ def test_nested_and_grid_overrides(tmp_path):
     one = parse_sweep(f, {"width": 16, "train.lr": parse_value("5e-4"), "seeds": [1, 2], "data.eval": [10, 12]})
     assert one.grid["width"] == [16] and one.grid["lr"] == [0.0005] and one.seeds == [1, 2]
     assert [(t.width, t.train.lr, t.seed) for t in one.trials()] == [(16, 0.0005, 1), (16, 0.0005, 2)]
+    two = parse_sweep(f, dict([split_assignment("model=[dt_net, dt_recall]"), split_assignment("width=8")]))
+    assert two.grid["model"] == ["dt_net", "dt_recall"] and two.grid["width"] == [8]
     with pytest.raises(ConfigError, match=r"grid.lr\[1\]' \(line 7\): found -1.0; expected a positive number"):
         f.write_text(BASE.replace("width: [8]", "width: [8]\n  lr: [1e-3, -1e0]"))
         parse_sweep(f)

@@ -183,6 +183,7 @@ def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: 
              max_concurrent: int | None) -> str:
     """The dry-run report."""
     r = sweep.resources
+    product = math.prod(len(v) for v in sweep.grid.values()) * len(sweep.seeds)
     now, full = concurrency(cap, r.cpu, r.gpu)
     limit = min(x for x in (now, max_concurrent) if x is not None)
     at_once = min(limit, len(trials))
@@ -195,7 +196,8 @@ def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: 
         "",
         trial_table(trials),
         "",
-        f"trials: {len(trials)} ({' x '.join(f'{len(v)} {k}' for k, v in sweep.grid.items())} x {len(sweep.seeds)} seeds)",
+        f"trials: {len(trials)} ({' x '.join(f'{len(v)} {k}' for k, v in sweep.grid.items())} x {len(sweep.seeds)} seeds"
+        + (f" = {product}, less {product - len(trials)} that would repeat a trial)" if product != len(trials) else ")"),
         *(f"  {line}" for line in sweep.unused_settings()),
         f"resources per trial: {res}" + (f" ({round(1 / r.gpu)} trials share a GPU)" if 0 < r.gpu < 1 else ""),
         f"at once: {at_once} on {where}" + (f" (--max-concurrent {max_concurrent})" if max_concurrent else ""),
