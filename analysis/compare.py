@@ -99,7 +99,8 @@ def _number(path, column, line, text, kind=float):
         raise AnalysisError(f"{path}: column {column}, line {line}: {text!r} is not a finite number")
     if kind is int:
         if v != int(v) or v < 1:
-            raise AnalysisError(f"{path}: column {column}, line {line}: {text!r} is not a positive whole number")
+            raise AnalysisError(f"{path}: column {column}, line {line}: {text!r} is not a positive "
+                                f"whole number")
         return int(v)
     return v
 
@@ -125,18 +126,10 @@ def _key_value(path, column, line, text):
     return text
 
 
-def read_published(path: str) -> PublishedFile:
-    """Parse FILE; an AnalysisError naming the file (and column and line) for anything wrong."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise AnalysisError(f"{path}: no such published-results file" if not p.exists()
-                            else f"{path}: not a file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise AnalysisError(f"{path}: cannot read it ({e})") from None
+def _scan(path: str, text: str) -> tuple[str | None, list[tuple[int, list[str]]]]:
+    """(the 'Source:' comment with its indented continuation lines, [(line number, fields)])."""
     source: list[str] = []
-    in_source = False          # inside the 'Source:' comment and its indented continuation lines
+    in_source = False
     lines = []
     for i, raw in enumerate(text.splitlines(), start=1):
         s = raw.strip()
@@ -152,7 +145,24 @@ def read_published(path: str) -> PublishedFile:
             continue
         in_source = False
         if s:
-            lines.append((i, next(csv.reader([raw]))))
+            try:
+                lines.append((i, next(csv.reader([raw]))))
+            except csv.Error as e:
+                raise AnalysisError(f"{path}: line {i}: not a CSV line ({e})") from None
+    return " ".join(source) or None, lines
+
+
+def read_published(path: str) -> PublishedFile:
+    """Parse FILE; an AnalysisError naming the file (and column and line) for anything wrong."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise AnalysisError(f"{path}: no such published-results file" if not p.exists()
+                            else f"{path}: not a file")
+    try:
+        text = p.read_text(encoding="utf-8-sig")      # -sig: a spreadsheet's byte-order mark
+    except (OSError, UnicodeDecodeError) as e:
+        raise AnalysisError(f"{path}: cannot read it ({e})") from None
+    source, lines = _scan(path, text)
     if not lines:
         raise AnalysisError(f"{path}: no header line (expected e.g. model,depth,split,difficulty,"
                             f"iteration,metric,mean,std,sem,n)")
@@ -190,7 +200,7 @@ def read_published(path: str) -> PublishedFile:
         rows.append(Published(i, key, _number(path, "mean", i, f["mean"]), opt["std"], opt["sem"], opt["n"]))
     if not rows:
         raise AnalysisError(f"{path}: no published cells (only a header)")
-    return PublishedFile(path, " ".join(source) or None, keys, rows)
+    return PublishedFile(path, source, keys, rows)
 
 
 def _is_number(v) -> bool:
@@ -226,26 +236,24 @@ def compare(tables: list, pub: PublishedFile) -> tuple[list[Comparison], list[Pu
     for t in tables:
         for k in (t.rows_key, t.cols_key):
             if k not in pub.key_columns:
-                raise AnalysisError(f"{pub.path}: no {k} column, but the tables' {'rows' if k == t.rows_key else 'columns'} "
-                                    f"are {k} (its key columns: {', '.join(pub.key_columns)})")
-        fixed = {c: (t.context[c] if c in t.context else t.fixed.get(c, _MISSING))
-                 for c in pub.key_columns if c not in (t.rows_key, t.cols_key)}
-        for c, v in fixed.items():
-            if v is _MISSING:
+                side = "rows" if k == t.rows_key else "columns"
+                raise AnalysisError(f"{pub.path}: no {k} column, but the tables' {side} are {k} "
+                                    f"(its key columns: {', '.join(pub.key_columns)})")
+        table_values = {**t.fixed, **t.context}      # every key with one value over this table
+        others = [c for c in pub.key_columns if c not in (t.rows_key, t.cols_key)]
+        for c in others:
+            if c not in table_values:
                 raise AnalysisError(f"{pub.path}: column {c}: takes several values within one table "
                                     f"({t.title}); drop the column or make it --rows/--cols")
         matched: dict = {}
         for p in pub.rows:
-            if all(_same(p.key[c], v) for c, v in fixed.items()):
+            if all(_same(p.key[c], table_values[c]) for c in others):
                 r = next((v for v in t.row_values if _same(p.key[t.rows_key], v)), p.key[t.rows_key])
                 c = next((v for v in t.col_values if _same(p.key[t.cols_key], v)), p.key[t.cols_key])
                 matched[(r, c)] = p
                 used.add(p.line)
         out.append(_comparison(t, matched, pub.path))
     return out, [p for p in pub.rows if p.line not in used]
-
-
-_MISSING = object()
 
 
 def _comparison(t, matched: dict, path: str) -> Comparison:
@@ -355,8 +363,10 @@ def compare_csv(comps: list[Comparison], unmatched: list[Published], pub: Publis
             w.writerow({**{k: t.context.get(k, "") for k in CONTEXT_KEYS + extra},
                         "rows_key": t.rows_key, "row": ln.row, "cols_key": t.cols_key, "col": ln.col,
                         "mean": _f(run.mean) if has else "", "std": _f(run.std) if has else "",
-                        "n": run.n if run else 0, "seeds": " ".join(map(str, sorted(run.seeds))) if run else "",
-                        "n_excluded": run.n_excluded if run else 0, "n_missing": len(run.missing) if run else 0,
+                        "n": run.n if run else 0,
+                        "seeds": " ".join(map(str, sorted(run.seeds))) if run else "",
+                        "n_excluded": run.n_excluded if run else 0,
+                        "n_missing": len(run.missing) if run else 0,
                         "pub_mean": _f(p.mean) if p else "", "pub_std": _f(p.std) if p else "",
                         "pub_sem": _f(p.sem) if p else "", "pub_n": p.n if p and p.n is not None else "",
                         "pub_line": p.line if p else "",

@@ -143,6 +143,17 @@ def test_no_published_cell_for_a_table(results, published, tmp_path, capsys):
     assert "| this run |" not in out
 
 
+def test_optional_config_key_must_equal_the_tables(results, tmp_path, capsys):
+    """A `width` column is compared with the table's width (16 in every trial here)."""
+    for width, matches in ((16, True), (32, False)):
+        p = tmp_path / f"w{width}.csv"
+        p.write_text(HEADER + ",width\n" + ROW + f",{width}\n")
+        rc, out, _ = run(capsys, results, *ARGS, "--compare", str(p))
+        assert rc == 0
+        assert ("| recur_net | 40 | 25.00 ± 5.00 (n=3) | 20.00 ± 4.00 (n=4) | +1.42 |" in out) == matches
+        assert ("match no table here: line 2" in out) != matches
+
+
 def test_zero_standard_errors_give_no_z():
     pub = compare.Published(line=5, key={}, mean=10.0, std=0.0, sem=None, n=3)
     assert compare._z(Cell(values=[10.0, 10.0]), pub) == (None, "both standard errors are 0")
