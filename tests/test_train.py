@@ -255,9 +255,10 @@ class Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("alpha", [0.5, 1.0])
-def test_interrupted_then_resumed_equals_uninterrupted(root, tmp_path, alpha):
-    cfg = tiny("dt_recall", alpha=alpha, epochs=4, warmup=1, schedule="cosine")
+@pytest.mark.parametrize("model,alpha", [("dt_recall", 0.5), ("dt_recall", 1.0),
+                                         ("dt_l", 0.5)])    # dt_l: BatchNorm and spectral-norm buffers
+def test_interrupted_then_resumed_equals_uninterrupted(root, tmp_path, model, alpha):
+    cfg = tiny(model, alpha=alpha, epochs=4, warmup=1, schedule="cosine")
     full = run_trial(cfg, root, trial_id="r", checkpoint_dir=tmp_path / "full", log=quiet)
 
     def stop_after_2(metrics, ckpt_dir):
