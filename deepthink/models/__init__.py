@@ -30,7 +30,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("dt_net", recall=False, shared=True, description="DT: recurrent (paper 2)"),
     ModelSpec("dt_recall", recall=True, shared=True, description="DT-Recall: input recalled every iteration (paper 2)"),
     ModelSpec("dt_l", recall=True, shared=True, lipschitz=True,
-              description="DT-L: DT-Recall, spectral-norm recurrent block, ELU, interpolated residuals (paper 3)"),
+              description="DT-L: DT-Recall with a Lipschitz-constrained block (paper 3)"),
 ]}
 
 

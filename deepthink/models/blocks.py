@@ -8,9 +8,16 @@ outputs (PyTorch runs conv1d as a 2D convolution anyway), but in channels-last m
 dt_recall training step ran 3-9% faster on this CPU at widths 128-400, fp32 and bf16
 (docs/training.md). ThinkingNet adds and removes the unit axis, so callers see (B, C, L) tensors.
 
-`lipschitz=True` builds DT-L's pieces (Bear et al. 2024; docs/models.md says what is chosen and why):
-spectrally normalized convs (spectral_conv) instead of plain ones inside the recurrent block, ELU instead of ReLU there, and
-the residual sum x + f(x) replaced by the convex combination (1 - lam) x + lam f(x).
+`lipschitz=True` builds DT-L's pieces (Bear et al. 2024; docs/models.md has the full table of what
+the paper leaves open, what is chosen and why):
+- every conv of the recurrent block spectrally normalized (`spectral_conv`): sigma(W_mat) = 1 for
+  the weight reshaped to (out, in*k). That bounds a conv only by sqrt(k) (k = 3 taps in 1D, 9 in
+  2D), so the block is approximately, not provably, a contraction; its measured local Lipschitz
+  constant is below 1 (tests/test_lipschitz.py);
+- ELU where DT-Recall has ReLU inside the block (1-Lipschitz); projection and head keep ReLU;
+- each BasicBlock's residual sum x + f(x) replaced by the convex combination (1 - lam) x + lam f(x)
+  with ONE scalar lam per block (a per-channel lam can stretch the state), lam in (0, 1);
+- a bias on the recall conv only; BatchNorm on the projection and head (`projection`, `head`).
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 INTERP_EPS = 1e-4   # lam = EPS + (1 - 2 EPS) sigmoid(logit): strictly inside (0, 1) even where
-                    # float32 sigmoid rounds to exactly 0 or 1 (|logit| > ~17)
+                    # float32 sigmoid rounds to exactly 1 (logit > ~17) or 0 (logit < ~-104)
 
 
 def _conv_shape(dims: int) -> dict:
