@@ -3,7 +3,7 @@ deepthink uses) vs a hand-written power iteration that computes the same thing.
 
 Times one training step of DT-L's recurrent block (forward over `--iters` iterations + backward)
 with each implementation and with no normalization at all, interleaved in one process, best of
-`--reps`, and prints the ratios. The two implementations are checked to give equal outputs in
+`--reps` in process CPU time, and prints the ratios. The two implementations are checked to give equal outputs in
 eval mode (same weights, same singular-vector estimates) before timing.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_spectral_norm.py
@@ -38,7 +38,7 @@ class OwnSpectralConv(nn.Conv2d):
         self.register_buffer("u", sn[0]._u.clone())
         self.register_buffer("v", sn[0]._v.clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalized_weight(self) -> torch.Tensor:
         w = self.weight.flatten(1)                                          # (out, in*k)
         if self.training:
             with torch.no_grad():
@@ -48,7 +48,10 @@ class OwnSpectralConv(nn.Conv2d):
                 self.v.copy_(v)
         else:
             u, v = self.u, self.v
-        return self._conv_forward(x, self.weight / torch.dot(u, torch.mv(w, v)), self.bias)
+        return self.weight / torch.dot(u, torch.mv(w, v))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.normalized_weight(), self.bias)
 
 
 def replace_convs(block: nn.Module, make) -> nn.Module:
@@ -70,12 +73,24 @@ def unnormalized(sn_conv: nn.Conv2d) -> nn.Conv2d:
 
 
 def step_seconds(block: nn.Module, state: torch.Tensor, x: torch.Tensor, iters: int) -> float:
-    start = time.perf_counter()
+    """CPU seconds of this process (not wall time: on a shared, overloaded machine wall time mostly
+    measures the other processes; run with 1 thread so that CPU time is the work done)."""
+    start = time.process_time()
     h = state
     for _ in range(iters):
         h = block(h, x)
     h.square().mean().backward()
-    return time.perf_counter() - start
+    return time.process_time() - start
+
+
+def weight_seconds(conv: nn.Conv2d, reps: int = 500) -> float:
+    """CPU seconds per access of the normalized weight alone (power iteration, sigma, W / sigma,
+    and the backward through them), training mode."""
+    start = time.process_time()
+    for _ in range(reps):
+        w = conv.weight if parametrize.is_parametrized(conv, "weight") else conv.normalized_weight()
+        w.sum().backward()
+    return (time.process_time() - start) / reps
 
 
 def main() -> None:
@@ -109,11 +124,18 @@ def main() -> None:
             best[k] = min(best[k], step_seconds(m, state, x, args.iters))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; DT-L recurrent block, {args.dims}D, "
           f"width {args.width}, batch {args.batch}, size {args.size}, {args.iters} iterations fwd+bwd, "
-          f"best of {args.reps}")
+          f"best of {args.reps}, CPU time")
     for k in models:
         print(f"  {k:<6} {best[k] * 1e3:8.1f} ms")
     print(f"own power iteration / torch parametrization: {best['own'] / best['torch']:.2f}x   "
           f"torch parametrization / no normalization: {best['torch'] / best['none']:.2f}x")
+    convs = {k: next(m for m in models[k].modules() if isinstance(m, nn.Conv2d)) for k in ("torch", "own")}
+    per = {k: float("inf") for k in convs}
+    for _ in range(args.reps):
+        for k, c in convs.items():
+            per[k] = min(per[k], weight_seconds(c))
+    print(f"normalized weight alone (recall conv, fwd+bwd, per access): torch {per['torch'] * 1e6:.0f} us, "
+          f"own {per['own'] * 1e6:.0f} us; {5 * args.iters} accesses per step above")
 
 
 if __name__ == "__main__":
