@@ -59,9 +59,10 @@ class ThinkingNet(nn.Module):
 
     @property
     def train_eval_differ(self) -> bool:
-        """True if a training-mode forward differs from an eval-mode one (BatchNorm batch
-        statistics, power-iteration updates of the spectral estimates)."""
-        return self.cfg.lipschitz
+        """True if a training-mode forward differs from an eval-mode one: BatchNorm (batch
+        statistics) or a parametrized weight (spectral norm's power-iteration updates)."""
+        return any(isinstance(m, nn.modules.batchnorm._BatchNorm) or parametrize.is_parametrized(m)
+                   for m in self.modules())
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters that take no weight decay: all but the weights of plain
