@@ -4,6 +4,7 @@
     recur_net  paper 1 recurrent: one block shared over (d-4)/4 iterations
     dt_net     paper 2 DT: recurrent, no recall
     dt_recall  paper 2 DT-Recall: the input concatenated to the state at every iteration
+    dt_l       paper 3 DT-L: DT-Recall with a Lipschitz-constrained recurrent block (docs/models.md)
 
 The 1D/2D choice and input channels come from the task, never from the model name.
 """
@@ -20,6 +21,7 @@ class ModelSpec:
     recall: bool
     shared: bool
     description: str
+    lipschitz: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in [
@@ -27,6 +29,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("recur_net", recall=False, shared=True, description="recurrent, shared block (paper 1)"),
     ModelSpec("dt_net", recall=False, shared=True, description="DT: recurrent (paper 2)"),
     ModelSpec("dt_recall", recall=True, shared=True, description="DT-Recall: input recalled every iteration (paper 2)"),
+    ModelSpec("dt_l", recall=True, shared=True, lipschitz=True,
+              description="DT-L: DT-Recall with a Lipschitz-constrained block (paper 3)"),
 ]}
 
 
@@ -47,7 +51,8 @@ def model_iterations(depth: int) -> int:
 def build_model(name: str, *, width: int, max_iters: int, in_channels: int, dims: int) -> ThinkingNet:
     spec = get_model_spec(name)
     return ThinkingNet(ModelConfig(width=width, max_iters=max_iters, in_channels=in_channels,
-                                   dims=dims, recall=spec.recall, shared=spec.shared))
+                                   dims=dims, recall=spec.recall, shared=spec.shared,
+                                   lipschitz=spec.lipschitz))
 
 
 __all__ = ["MODELS", "ModelSpec", "ModelConfig", "ThinkingNet", "ThinkOutput", "build_model",
