@@ -2,7 +2,7 @@
 
     python -m analysis.tables RESULTS_DIR [RESULTS_DIR ...] [--rows model] [--cols depth]
         [--split test] [--difficulty 44] [--iteration train|best|K]
-        [--metric iteration|max_confidence] [--format markdown|latex|csv]
+        [--metric iteration|max_confidence] [--format markdown|latex|csv] [--compare FILE]
 
 RESULTS_DIR is a sweep's output directory, `<storage>/<name>/` (a Parquet dataset; see
 deepthink/results.py). Several directories are read as one dataset: the same configuration from
@@ -24,6 +24,9 @@ and names their cells and seeds.
 --metric:     iteration (column `accuracy`: the output after that iteration) or max_confidence
               (column `accuracy_max_confidence`: per example, the most confident iteration up to it)
 --format csv is tidy: one line per cell with mean, std, n and the excluded/missing counts.
+--compare FILE: a CSV of published cells (sweeps/published/); each table is followed by a second one,
+              this run's mean ± std (n) beside the published one and z (in standard errors); the
+              file's format and the rules for z are in analysis/compare.py.
 """
 from __future__ import annotations
 
@@ -75,6 +78,7 @@ class Table:
     col_values: list
     cells: dict              # (row value, col value) -> Cell; absent = no trial at that grid point
     notes: list[str]
+    fixed: dict = field(default_factory=dict)   # keys with one value over the whole table (width=120)
 
 
 def parse_iteration(text: str) -> str | int:
@@ -174,9 +178,11 @@ def _table(g: pd.DataFrame, values: pd.Series, last_iter: pd.Series, rows: str, 
         [str(task), context["split"], difficulty_label(task, context["difficulty"])]
         + ([describe(extra)] if extra else [])
         + [f"accuracy (%) {iteration_words(context['iteration'])}", f"metric {context['metric']}"])
+    fixed = {k: g[k].iloc[0] for k in GROUP_KEYS if k not in (rows, cols) and g[k].nunique(dropna=False) == 1}
     return Table(title=title, context=context, rows_key=rows, cols_key=cols,
                  row_values=sorted({k[0] for k in cells}, key=_sort_key),
-                 col_values=sorted({k[1] for k in cells}, key=_sort_key), cells=cells, notes=notes)
+                 col_values=sorted({k[1] for k in cells}, key=_sort_key), cells=cells, notes=notes,
+                 fixed=fixed)
 
 
 def _sort_key(v):
@@ -226,7 +232,8 @@ def to_markdown(tables: list[Table]) -> str:
 
 
 TEX_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
-               "$": r"\$", "{": r"\{", "}": r"\}", "—": "---", "±": r"$\pm$"}
+               "$": r"\$", "{": r"\{", "}": r"\}", "—": "---", "±": r"$\pm$",
+               "^": r"\^{}", "²": r"$^2$"}
 
 
 def _tex(s: str) -> str:
@@ -286,20 +293,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iteration", default="train", help="train | best | K (default train)")
     p.add_argument("--metric", default="iteration", help="iteration | max_confidence (default iteration)")
     p.add_argument("--format", default="markdown", choices=sorted(RENDERERS), help="default markdown")
+    p.add_argument("--compare", metavar="FILE", default=None,
+                   help="a CSV of published cells (e.g. sweeps/published/paper1_table1.csv): print each "
+                        "cell beside its published mean ± std and z (see analysis/compare.py)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        published = None
+        if args.compare:
+            from analysis import compare    # imported here: it imports this module
+            published = compare.read_published(args.compare)
         df = load(args.dirs)
         tables = build_tables(df, rows=args.rows, cols=args.cols, split=args.split,
                               difficulties=args.difficulty, iteration=parse_iteration(args.iteration),
                               metric=args.metric)
+        text, notes = (compare.render(tables, published, args.format) if published
+                       else (RENDERERS[args.format](tables), []))
     except AnalysisError as e:
         print(f"analysis.tables: error: {e}", file=sys.stderr)
         return 2
-    sys.stdout.write(RENDERERS[args.format](tables))
+    sys.stdout.write(text)
+    for n in notes:
+        print(f"Note: {n}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Optimizers and the learning-rate schedule of `deepthink.train`, and their config section `train`.
 
     optimizer: adam | adamw | sgd      weight_decay (L2 for adam/sgd, decoupled for adamw), momentum (sgd)
+                                       on the parameters the model does not exempt (no_weight_decay())
     warmup: E                          linear warmup over the first E epochs, per batch
     schedule: step | cosine | none     step: lr * gamma^(milestones passed); cosine: to 0 at the end
 
@@ -15,9 +16,9 @@ from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
-from torch import nn
 
 from deepthink.configfile import Number, OneOrMore, Positive, Section, number, rule
+from deepthink.models import ThinkingNet
 from deepthink.precision import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -48,8 +49,24 @@ class TrainConfig(Section):
     checkpoint_every: Annotated[int, Field(ge=1)] = Field(1, description="epochs between checkpoints")
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def parameter_groups(model: ThinkingNet) -> list[torch.Tensor] | list[dict]:
+    """The model's trainable parameters, split by `model.no_weight_decay()`: a plain list when
+    every parameter takes weight decay (the reference models: the same single group, and so the
+    same optimizer state layout in checkpoints, as before the split existed), else
+    [{params: decayed}, {params: exempt, weight_decay: 0}]."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    exempt = model.no_weight_decay()
+    unknown = exempt - {n for n, _ in model.named_parameters()}
+    if unknown:
+        raise ValueError(f"no_weight_decay() names parameters the model does not have: {sorted(unknown)}")
+    decayed = [p for n, p in named if n not in exempt]
+    if len(decayed) == len(named):
+        return decayed
+    return [{"params": decayed}, {"params": [p for n, p in named if n in exempt], "weight_decay": 0.0}]
+
+
+def build_optimizer(model: ThinkingNet, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = parameter_groups(model)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":

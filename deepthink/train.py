@@ -271,8 +271,10 @@ def _evaluate(run: _Run, task, splits: list[Split], dev: torch.device, log: Call
 
 
 def _weights_finite(model: ThinkingNet) -> bool:
-    """One host sync: the last update can overflow the weights after a finite loss."""
-    return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
+    """One host sync: the last update can overflow the weights after a finite loss. Float buffers
+    too (BatchNorm statistics, spectral-norm estimates): evaluation reads them."""
+    return bool(torch.stack([t.isfinite().all() for t in model.state_dict().values()
+                             if t.is_floating_point()]).all())
 
 
 def _snapshot(model: ThinkingNet) -> dict[str, torch.Tensor]:

@@ -53,7 +53,7 @@ def test_matches_oracle_for_every_task_and_model(task_name, model_name):
     task = TASKS[task_name]
     net, x, y = setup(task, model_name)
     k = runnable_iterations(net, 6)              # feed-forward nets stop at their 4 blocks
-    assert k == (4 if model_name == "ff_net" else 6)
+    assert k == (6 if MODELS[model_name].shared else 4)
     res = evaluate_split(net, task, x, y, 6, batch_size=5, precision=FP32)   # 3 chunks: 5, 5, 2
     per_iter, max_conf = oracle(net, task, x, y, k)
     assert res.n_examples == 12 and res.iterations == k

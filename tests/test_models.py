@@ -39,7 +39,10 @@ def test_forward_shapes_and_one_return_type(task_name, model_name):
         assert out.logits.shape == (3, 2, *SPATIAL[task.dims])
         assert out.state.shape == (3, 8, *SPATIAL[task.dims])
         outs.append(out.logits)
-    assert torch.equal(outs[0], outs[1])          # no train/eval-dependent layers
+    if net.train_eval_differ:                     # BatchNorm / spectral estimates: eval is repeatable
+        assert torch.equal(net(x, 3).logits, outs[1])
+    else:
+        assert torch.equal(outs[0], outs[1])      # no train/eval-dependent layers
     state = net.project(x)
     assert state.shape == (3, 8, *SPATIAL[task.dims])
     assert net.head(net.step(state, x, 0)).shape == (3, 2, *SPATIAL[task.dims])
@@ -51,6 +54,9 @@ def test_forward_shapes_and_one_return_type(task_name, model_name):
     ("prefix_sums", "dt_net", 400, 2_642_400),
     ("mazes", "dt_recall", 128, 783_504),
     ("chess", "dt_recall", 512, 12_056_976),
+    # DT-L (no reference count): dt_recall's 80,448 at width 64 + recall bias 64 + 2 interpolation
+    # logits + BatchNorm affine 2 x (64 + 64 + 32) = 80,834
+    ("prefix_sums", "dt_l", 64, 80_834),
 ])
 def test_parameter_counts_match_reference(task_name, model_name, width, count):
     if task_name not in TASKS:
@@ -94,10 +100,10 @@ def test_iteration_k_alone_equals_iteration_k_of_longer_run(task_name, model_nam
 
 
 def test_recall_sees_the_input_every_iteration():
-    """DT-Recall's iteration output depends on x beyond the projection; DT's does not."""
+    """DT-Recall's and DT-L's iteration output depends on x beyond the projection; DT's does not."""
     task = TASKS["prefix_sums"]
     x, x2 = inputs(task, seed=0), inputs(task, seed=1)
-    for name, depends in (("dt_recall", True), ("dt_net", False)):
+    for name, depends in (("dt_recall", True), ("dt_l", True), ("dt_net", False)):
         net = make(name, task).eval()
         with torch.no_grad():
             state = net.project(x)

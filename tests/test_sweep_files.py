@@ -17,6 +17,14 @@ FILES = sorted(SWEEPS.glob("*.yaml"))
 PAPER_FILES = [f for f in FILES if f.name.startswith("paper")]
 
 
+def test_published_numbers_are_not_sweep_files():
+    """sweeps/published/ holds CSVs of the papers' numbers (analysis.tables --compare): the glob
+    above must not pick them up, and no sweep file may hide there."""
+    assert not any("published" in f.parts[-2] for f in FILES)
+    assert not list((SWEEPS / "published").glob("*.yaml"))
+    assert (SWEEPS / "published" / "paper1_table1.csv").is_file()
+
+
 def test_the_paper_sweep_files_exist():
     names = {f.stem for f in PAPER_FILES}
     assert names >= {"paper1_prefix_sums", "paper1_mazes", "paper1_chess",

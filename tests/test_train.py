@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from deepthink.checkpoint import FILENAME, CheckpointError
 from deepthink.config import DataConfig, TrainConfig, TrialConfig
 from deepthink.config import TestConfig as EvalConfig   # a Test* name would be collected by pytest
-from deepthink.models import ThinkOutput, build_model
+from deepthink.models import MODELS, ThinkOutput, build_model
 from deepthink.optim import lr_at
 from deepthink.results import REQUIRED, to_table
 from deepthink.tasks import TASKS, Split
@@ -204,9 +204,11 @@ def test_tiny_recurrent_net_learns_8_bit_prefix_sums_beside_feed_forward_twin(ro
     assert {r["test_iters"] for r in twin.rows} == {1, 2, 3}        # feed-forward: its 3 blocks only
 
 
+@pytest.mark.parametrize("model_name", sorted(MODELS))
 @pytest.mark.parametrize("task_name", sorted(TASKS))
-def test_one_epoch_on_every_task_with_synthetic_data(task_name, tmp_path, monkeypatch):
-    """Every registered task trains and evaluates (data replaced by random tensors of its shape)."""
+def test_one_epoch_on_every_task_with_synthetic_data(task_name, model_name, tmp_path, monkeypatch):
+    """Every registered model trains and evaluates on every registered task (data replaced by
+    random tensors of the task's shape)."""
     task = TASKS[task_name]
     spatial = (12,) if task.dims == 1 else (8, 8)
     g = torch.Generator().manual_seed(0)
@@ -217,9 +219,11 @@ def test_one_epoch_on_every_task_with_synthetic_data(task_name, tmp_path, monkey
             return Split(split, 3, x, torch.randint(0, 2, (n, *spatial), generator=g))
         return [make("train", 24), make("val", 8), make("test", 10)]
     monkeypatch.setattr(task, "splits", synthetic)
-    cfg = dataclasses.replace(tiny("dt_recall", alpha=0.5, epochs=1, width=8), task=task_name)
+    alpha = 0.5 if MODELS[model_name].recurrent else 0.0           # the planner gives ff nets alpha 0
+    cfg = dataclasses.replace(tiny(model_name, alpha=alpha, epochs=1, width=8), task=task_name)
     out = run_trial(cfg, tmp_path / "data", trial_id="s", checkpoint_dir=tmp_path, log=quiet)
-    assert out.status == "ok" and to_table(out.rows).num_rows == 3 * 5
+    iters = 5 if MODELS[model_name].recurrent else 3                  # feed-forward: its 3 blocks
+    assert out.status == "ok" and to_table(out.rows).num_rows == 3 * iters
     assert {r["task"] for r in out.rows} == {task_name}
 
 
@@ -243,20 +247,21 @@ def test_feed_forward_alpha_is_planned_once_as_zero_and_refused_otherwise(root, 
     assert {r["alpha"] for r in zero.rows} == {0.0}
 
 
-def test_huge_learning_rate_diverges_and_evaluates_the_last_good_weights(root, tmp_path):
+@pytest.mark.parametrize("model", ["dt_net", "dt_l"])      # dt_l: normalized weights, BatchNorm
+def test_huge_learning_rate_diverges_and_evaluates_the_last_good_weights(root, tmp_path, model):
     # Two normal epochs, then the learning rate jumps by 1e12 (step schedule) and the loss overflows.
     sgd = dict(alpha=0.0, clip=None, optimizer="sgd", schedule="step", milestones=[2], gamma=1e12)
     lines = []
-    out = run_trial(tiny("dt_net", epochs=4, **sgd), root, trial_id="nan", checkpoint_dir=tmp_path / "nan",
+    out = run_trial(tiny(model, epochs=4, **sgd), root, trial_id="nan", checkpoint_dir=tmp_path / "nan",
                     log=lines.append)
     assert out.status == "diverged" and out.epochs_completed == 2
     assert any("diverged" in line for line in lines)
     assert {r["status"] for r in out.rows} == {"diverged"} and {r["epochs_completed"] for r in out.rows} == {2}
     # Oracle: the same training stopped after 2 epochs (the jump never reached) scores the same.
-    two = run_trial(tiny("dt_net", epochs=2, **sgd), root, trial_id="nan", checkpoint_dir=tmp_path / "two", log=quiet)
+    two = run_trial(tiny(model, epochs=2, **sgd), root, trial_id="nan", checkpoint_dir=tmp_path / "two", log=quiet)
     assert [r["accuracy"] for r in out.rows] == [r["accuracy"] for r in two.rows]
     # The saved checkpoint says so: resuming it re-evaluates without training again.
-    again = run_trial(tiny("dt_net", epochs=4, **sgd), root, trial_id="nan", checkpoint_dir=tmp_path / "again",
+    again = run_trial(tiny(model, epochs=4, **sgd), root, trial_id="nan", checkpoint_dir=tmp_path / "again",
                       resume_from=tmp_path / "nan", log=quiet)
     assert again.status == "diverged" and again.rows == out.rows
 
@@ -274,9 +279,10 @@ class Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("alpha", [0.5, 1.0])
-def test_interrupted_then_resumed_equals_uninterrupted(root, tmp_path, alpha):
-    cfg = tiny("dt_recall", alpha=alpha, epochs=4, warmup=1, schedule="cosine")
+@pytest.mark.parametrize("model,alpha", [("dt_recall", 0.5), ("dt_recall", 1.0),
+                                         ("dt_l", 0.5)])    # dt_l: BatchNorm and spectral-norm buffers
+def test_interrupted_then_resumed_equals_uninterrupted(root, tmp_path, model, alpha):
+    cfg = tiny(model, alpha=alpha, epochs=4, warmup=1, schedule="cosine")
     full = run_trial(cfg, root, trial_id="r", checkpoint_dir=tmp_path / "full", log=quiet)
 
     def stop_after_2(metrics, ckpt_dir):

@@ -4,6 +4,7 @@
     recur_net  paper 1 recurrent: one block shared over (d-4)/4 iterations
     dt_net     paper 2 DT: recurrent, no recall
     dt_recall  paper 2 DT-Recall: the input concatenated to the state at every iteration
+    dt_l       paper 3 DT-L: DT-Recall with a Lipschitz-constrained recurrent block (docs/models.md)
 
 The 1D/2D choice and input channels come from the task, never from the model name.
 """
@@ -20,6 +21,7 @@ class ModelSpec:
     recall: bool
     shared: bool
     description: str
+    lipschitz: bool = False
 
     @property
     def recurrent(self) -> bool:
@@ -33,6 +35,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("recur_net", recall=False, shared=True, description="recurrent, shared block (paper 1)"),
     ModelSpec("dt_net", recall=False, shared=True, description="DT: recurrent (paper 2)"),
     ModelSpec("dt_recall", recall=True, shared=True, description="DT-Recall: input recalled every iteration (paper 2)"),
+    ModelSpec("dt_l", recall=True, shared=True, lipschitz=True,
+              description="DT-L: DT-Recall with a Lipschitz-constrained block (paper 3)"),
 ]}
 
 
@@ -55,7 +59,8 @@ def build_model(name: str, *, width: int, max_iters: int, in_channels: int, dims
     """`in_channels`, `dims`, `num_classes` come from the task: `build_model(..., **task.model_io())`."""
     spec = get_model_spec(name)
     return ThinkingNet(ModelConfig(width=width, max_iters=max_iters, in_channels=in_channels,
-                                   dims=dims, recall=spec.recall, shared=spec.shared, out_channels=num_classes))
+                                   dims=dims, recall=spec.recall, shared=spec.shared,
+                                   lipschitz=spec.lipschitz, out_channels=num_classes))
 
 
 __all__ = ["MODELS", "ModelSpec", "ModelConfig", "ThinkingNet", "ThinkOutput", "build_model",

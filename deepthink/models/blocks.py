@@ -1,59 +1,126 @@
-"""Building blocks shared by every model: 3-wide convs (bias-free), residual BasicBlock, heads.
+"""Building blocks shared by every model: 3-wide convs, residual BasicBlock, heads; DT-L's
+spectrally normalized conv and interpolated residual.
 
 One code path for 1D (prefix sums: (B, C, L)) and 2D (mazes, chess: (B, C, H, W)). Every conv:
-kernel 3, stride 1, padding 1, bias False (reference code). A 1D conv is built as a Conv2d with a
-(1, 3) kernel acting on (B, C, 1, L): the same parameters and outputs (PyTorch runs conv1d as a
-2D convolution anyway), but in channels-last memory a whole dt_recall training step ran 3-9%
-faster on this CPU at widths 128-400, fp32 and bf16 (docs/training.md). ThinkingNet adds
-and removes the unit axis, so callers see (B, C, L) tensors.
+kernel 3, stride 1, padding 1, bias False (reference code; DT-L's recall conv has a bias). A 1D
+conv is built as a Conv2d with a (1, 3) kernel acting on (B, C, 1, L): the same parameters and
+outputs (PyTorch runs conv1d as a 2D convolution anyway), but in channels-last memory a whole
+dt_recall training step ran 3-9% faster on this CPU at widths 128-400, fp32 and bf16
+(docs/training.md). ThinkingNet adds and removes the unit axis, so callers see (B, C, L) tensors.
+
+`lipschitz=True` builds DT-L's pieces (Bear et al. 2024; docs/models.md has the full table of what
+the paper leaves open, what is chosen and why):
+- every conv of the recurrent block spectrally normalized (`spectral_conv`): sigma(W_mat) = 1 for
+  the weight reshaped to (out, in*k). That bounds a conv only by sqrt(k) (k = 3 taps in 1D, 9 in
+  2D), so the block is approximately, not provably, a contraction; its measured local Lipschitz
+  constant is below 1 (tests/test_lipschitz.py);
+- ELU where DT-Recall has ReLU inside the block (1-Lipschitz); projection and head keep ReLU;
+- each BasicBlock's residual sum x + f(x) replaced by the convex combination (1 - lam) x + lam f(x)
+  with ONE scalar lam per block (a per-channel lam can stretch the state), lam in (0, 1);
+- a bias on the recall conv only; BatchNorm on the projection and head (`projection`, `head`).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+INTERP_EPS = 1e-4   # lam = EPS + (1 - 2 EPS) sigmoid(logit): strictly inside (0, 1) even where
+                    # float32 sigmoid rounds to exactly 1 (logit > ~17) or 0 (logit < ~-104)
 
 
-def conv(dims: int, cin: int, cout: int) -> nn.Module:
+def _conv_shape(dims: int) -> dict:
     if dims == 1:   # (1, 3) kernel over (B, C, 1, L): see the module docstring
-        return nn.Conv2d(cin, cout, kernel_size=(1, 3), stride=1, padding=(0, 1), bias=False)
-    return nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1, bias=False)
+        return dict(kernel_size=(1, 3), stride=1, padding=(0, 1))
+    return dict(kernel_size=3, stride=1, padding=1)
+
+
+def conv(dims: int, cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, bias=False, **_conv_shape(dims))
+
+
+def spectral_conv(dims: int, cin: int, cout: int, bias: bool = False) -> nn.Conv2d:
+    """A conv whose weight is divided by sigma, the largest singular value of the weight reshaped
+    to a matrix (out, in*k): torch.nn.utils.parametrizations.spectral_norm (Miyato et al. 2018).
+    In training mode each access to `.weight` runs one power iteration and updates the estimates
+    (buffers `_u` (out,), `_v` (in*k,)); in eval mode they are read only; sigma = u^T W v, with
+    gradients through W and sigma. State-dict names: `<conv>.parametrizations.weight.original`
+    (the raw, trained weight), `<conv>.parametrizations.weight.0._u` / `._v`; `<conv>.weight` is
+    the effective (normalized) weight.
+
+    sigma(W_mat) = 1 does not make the conv 1-Lipschitz: each input element enters at most k
+    patches (k = 3 in 1D, 9 in 2D), so ||conv|| <= sqrt(k) sigma(W_mat), and a kernel equal in
+    every tap reaches that bound (docs/models.md). Our own power iteration was at most a few percent
+    faster than this parametrization on this CPU (benchmarks/bench_spectral_norm.py: 0.89-1.00x per
+    block step), not worth a second implementation, so the standard one is used.
+    """
+    return spectral_norm(nn.Conv2d(cin, cout, bias=bias, **_conv_shape(dims)))
 
 
 class BasicBlock(nn.Module):
-    """relu(conv(relu(conv(x))) + x): the residual block of the reference deep-thinking nets."""
+    """relu(conv2(relu(conv1(x))) + x): the residual block of the reference deep-thinking nets.
 
-    def __init__(self, dims: int, width: int):
+    lipschitz: elu((1 - lam) x + lam conv2(elu(conv1(x)))) with spectrally normalized convs and one
+    learnable scalar lam in (0, 1) per block (docs/models.md: a scalar, not one per channel, so that
+    the combination of two 1-Lipschitz maps stays 1-Lipschitz)."""
+
+    def __init__(self, dims: int, width: int, lipschitz: bool = False):
         super().__init__()
-        self.conv1 = conv(dims, width, width)
-        self.conv2 = conv(dims, width, width)
+        make = (lambda: spectral_conv(dims, width, width)) if lipschitz else (lambda: conv(dims, width, width))
+        self.conv1, self.conv2 = make(), make()
+        self.act = F.elu if lipschitz else F.relu
+        self.interp_logit = nn.Parameter(torch.zeros(())) if lipschitz else None   # lam = 0.5 at init
+
+    def interpolation_weight(self) -> torch.Tensor:
+        """lam in (0, 1) (DT-L only)."""
+        return INTERP_EPS + (1 - 2 * INTERP_EPS) * torch.sigmoid(self.interp_logit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.conv1(x))
-        return torch.relu(self.conv2(out) + x)
+        out = self.conv2(self.act(self.conv1(x)))
+        if self.interp_logit is None:
+            return self.act(out + x)
+        lam = self.interpolation_weight()
+        return self.act(x + lam * (out - x))                   # (1 - lam) x + lam out (dtypes promote)
 
 
 class RecurBlock(nn.Module):
-    """One iteration: [recall conv (width+in -> width) (+ ReLU in 1D)] then 2 BasicBlocks (4 convs).
+    """One iteration: [recall conv (width+in -> width) (+ activation in 1D)] then 2 BasicBlocks (4 convs).
 
     The ReLU after the recall conv exists in the reference's 1D nets only (dt_net_recall_1d:
     `[conv_recall, ReLU]`); its 2D nets feed the recall conv's output straight into the blocks.
+    lipschitz: every conv spectrally normalized, ELU for ReLU, the recall conv with a bias.
     """
 
-    def __init__(self, dims: int, width: int, recall_channels: int = 0):
+    def __init__(self, dims: int, width: int, recall_channels: int = 0, lipschitz: bool = False):
         super().__init__()
-        self.recall = conv(dims, width + recall_channels, width) if recall_channels else None
-        self.recall_relu = dims == 1
-        self.body = nn.Sequential(BasicBlock(dims, width), BasicBlock(dims, width))
+        if recall_channels:
+            self.recall = (spectral_conv(dims, width + recall_channels, width, bias=True) if lipschitz
+                           else conv(dims, width + recall_channels, width))
+        else:
+            self.recall = None
+        self.recall_act = (F.elu if lipschitz else F.relu) if dims == 1 else None
+        self.body = nn.Sequential(BasicBlock(dims, width, lipschitz), BasicBlock(dims, width, lipschitz))
 
     def forward(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.recall is not None:
             state = self.recall(torch.cat([state, x], dim=1))   # (B, w+in, *S) -> (B, w, *S)
-            if self.recall_relu:
-                state = torch.relu(state)
+            if self.recall_act is not None:
+                state = self.recall_act(state)
         return self.body(state)
 
 
-def head(dims: int, width: int, out_channels: int) -> nn.Sequential:
-    """1D: w -> w -> w/2 -> out; 2D: w -> 32 -> 8 -> out (reference heads)."""
+def projection(dims: int, cin: int, width: int, norm: bool = False) -> nn.Sequential:
+    """conv(in -> w) + ReLU; norm (DT-L): conv + BatchNorm + ReLU."""
+    layers = [conv(dims, cin, width)] + ([nn.BatchNorm2d(width)] if norm else []) + [nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def head(dims: int, width: int, out_channels: int, norm: bool = False) -> nn.Sequential:
+    """1D: w -> w -> w/2 -> out; 2D: w -> 32 -> 8 -> out (reference heads). norm (DT-L): BatchNorm
+    after each conv but the last (the logits are not normalized)."""
     a, b = (width, width // 2) if dims == 1 else (32, 8)
-    return nn.Sequential(conv(dims, width, a), nn.ReLU(), conv(dims, a, b), nn.ReLU(), conv(dims, b, out_channels))
+    layers: list[nn.Module] = []
+    for cin, cout in ((width, a), (a, b)):
+        layers += [conv(dims, cin, cout)] + ([nn.BatchNorm2d(cout)] if norm else []) + [nn.ReLU()]
+    return nn.Sequential(*layers, conv(dims, b, out_channels))

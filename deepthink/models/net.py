@@ -1,8 +1,12 @@
 """The one network class behind every registered model (STYLE: variants are config, not copies).
 
-    projection: conv(in -> w) + ReLU                  # (B, in, *S) -> (B, w, *S)
+    projection: conv(in -> w) [+ BatchNorm] + ReLU    # (B, in, *S) -> (B, w, *S)
     iterate:    state = block_i(state [, x])          # i-th block (ff) or the shared block (recurrent)
     head:       logits = head(state)                  # (B, 2, *S)
+
+`lipschitz` (DT-L, Bear et al. 2024) makes the recurrent block approximately 1-Lipschitz in the
+state (spectrally normalized convs, ELU, interpolated residuals) and adds BatchNorm to the
+projection and head; docs/models.md.
 
 `forward(x, iters, state=None)` has one signature and one return type (`ThinkOutput`) in training
 and evaluation. Per-iteration evaluation drives `project`/`step`/`head` directly so that memory
@@ -15,8 +19,9 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
-from deepthink.models.blocks import RecurBlock, conv, head
+from deepthink.models.blocks import RecurBlock, head, projection
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class ModelConfig:
     dims: int               # 1 or 2 spatial dimensions
     recall: bool = False    # concatenate the input to the state at every iteration (DT-Recall)
     shared: bool = True     # one block reused every iteration (recurrent) vs separate blocks (ff)
+    lipschitz: bool = False  # DT-L: contractive recurrent block, BatchNorm outside it (docs/models.md)
     out_channels: int = 2
 
 
@@ -41,14 +47,32 @@ class ThinkingNet(nn.Module):
         self.cfg = cfg
         recall_ch = cfg.in_channels if cfg.recall else 0
         n_blocks = 1 if cfg.shared else cfg.max_iters
-        self.projection = nn.Sequential(conv(cfg.dims, cfg.in_channels, cfg.width), nn.ReLU())
-        self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch) for _ in range(n_blocks))
-        self.head_convs = head(cfg.dims, cfg.width, cfg.out_channels)
+        self.projection = projection(cfg.dims, cfg.in_channels, cfg.width, norm=cfg.lipschitz)
+        self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch, cfg.lipschitz)
+                                    for _ in range(n_blocks))
+        self.head_convs = head(cfg.dims, cfg.width, cfg.out_channels, norm=cfg.lipschitz)
 
     @property
     def max_test_iters(self) -> int | None:
         """The most iterations this model can run: None (unbounded) for recurrent nets."""
         return None if self.cfg.shared else self.cfg.max_iters
+
+    @property
+    def train_eval_differ(self) -> bool:
+        """True if a training-mode forward differs from an eval-mode one: BatchNorm (batch
+        statistics) or a parametrized weight (spectral norm's power-iteration updates)."""
+        return any(isinstance(m, nn.modules.batchnorm._BatchNorm) or parametrize.is_parametrized(m)
+                   for m in self.modules())
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters that take no weight decay: all but the weights of plain
+        (unconstrained) convs. Spectrally normalized weights (their scale is divided out), biases,
+        BatchNorm affine parameters and interpolation logits are left alone, as in DT-L's paper
+        ("weight decay only applied to unconstrained convolutional weights"). Empty for the
+        reference models, whose parameters are all plain conv weights."""
+        decayed = {f"{name}.weight" for name, m in self.named_modules()
+                   if isinstance(m, nn.Conv2d) and not parametrize.is_parametrized(m, "weight")}
+        return {name for name, _ in self.named_parameters() if name not in decayed}
 
     def _in(self, t: torch.Tensor) -> torch.Tensor:
         """1D nets run 2D convs: (B, C, L) -> (B, C, 1, L) view (blocks.py says why)."""

@@ -1,0 +1,127 @@
+"""DT-L's constraints (docs/models.md), over every task's dims and every Lipschitz model in the
+registry: one recurrent step contracts the state; the interpolation weights stay strictly inside
+(0, 1) whatever the optimizer does; and what a spectral norm does and does not bound.
+
+    .venv/bin/python -m pytest tests/test_lipschitz.py -q
+"""
+import pytest
+import torch
+from torch.autograd.functional import jvp, vjp   # double-backward jvp: no forward-mode AD needed
+
+from deepthink.models import MODELS, build_model
+from deepthink.models.blocks import BasicBlock, spectral_conv
+from deepthink.tasks import TASKS
+
+SPATIAL = {1: (16,), 2: (7, 9)}
+LIPSCHITZ = sorted(name for name, spec in MODELS.items() if spec.lipschitz)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.py
+
+
+def trained_estimates(model_name, task, width=8, seed=0):
+    """A net whose spectral estimates and BatchNorm statistics have seen several training-mode
+    forward passes, returned in eval mode (as the evaluator runs it). Before that, what training
+    could do to the parameters: every weight 10x its initial scale (an unconstrained recurrent
+    block then expands: dt_recall fails this test), interpolation logits and biases moved."""
+    torch.manual_seed(seed)
+    net = build_model(model_name, width=width, max_iters=3, in_channels=task.in_channels, dims=task.dims)
+    g = torch.Generator().manual_seed(seed)
+    net.train()
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() > 1:
+                p.mul_(10.0)
+            else:
+                p.add_(4 * torch.rand(p.shape, generator=g) - 2)
+        for _ in range(5):
+            net(torch.rand((4, task.in_channels, *SPATIAL[task.dims]), generator=g) - 0.5, 3)
+    return net.eval(), g
+
+
+def test_registry_has_a_lipschitz_model():
+    assert "dt_l" in LIPSCHITZ
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("model_name", LIPSCHITZ)
+def test_one_step_contracts_the_state(task_name, model_name):
+    """||G(h1) - G(h2)|| < ||h1 - h2|| for the same input x; and the local Lipschitz constant at a
+    few states (largest singular value of dG/dh, 40 power iterations on J^T J) is below 1."""
+    task = TASKS[task_name]
+    net, g = trained_estimates(model_name, task)
+    x = torch.rand((3, task.in_channels, *SPATIAL[task.dims]), generator=g) - 0.5      # (B, C, *S)
+
+    def G(h):
+        return net.step(h, x, 0)
+
+    shape = (3, 8, *SPATIAL[task.dims])
+    with torch.no_grad():
+        for scale in (0.1, 1.0, 10.0, 100.0):              # small, typical and saturating states
+            for _ in range(5):
+                h1, h2 = scale * torch.randn(shape, generator=g), scale * torch.randn(shape, generator=g)
+                assert (G(h1) - G(h2)).norm() < (h1 - h2).norm(), f"scale {scale}"
+        h1 = net.project(x)                                # a nearby pair: a real state, perturbed
+        h2 = h1 + 1e-3 * torch.randn(shape, generator=g)
+        assert (G(h1) - G(h2)).norm() < (h1 - h2).norm()
+    for scale in (0.3, 3.0):
+        h = scale * torch.randn(shape, generator=g)
+        v = torch.randn(shape, generator=g)
+        for _ in range(40):
+            v = v / v.norm()
+            _, jv = jvp(G, h, v)
+            _, v = vjp(G, h, jv)                             # J^T J v
+        _, jv = jvp(G, h, v / v.norm())
+        assert jv.norm() < 1.0, f"local Lipschitz constant {jv.norm():.3f} at scale {scale}"
+
+
+@pytest.mark.parametrize("model_name", LIPSCHITZ)
+def test_interpolation_weight_stays_strictly_inside_0_1(model_name):
+    task = TASKS["prefix_sums"]
+    torch.manual_seed(0)
+    net = build_model(model_name, width=8, max_iters=3, in_channels=task.in_channels, dims=task.dims)
+    blocks = [m for m in net.modules() if isinstance(m, BasicBlock)]
+    assert blocks and all(b.interp_logit is not None for b in blocks)
+    for b in blocks:
+        assert 0.0 < b.interpolation_weight().item() < 1.0
+    # An optimizer step that pushes hard: SGD, lr 1e6, a gradient of +-1e3 on every logit.
+    logits = [b.interp_logit for b in blocks]
+    opt = torch.optim.SGD(logits, lr=1e6)
+    for push in (-1e3, 2e3):                                 # logits to +1e9, then to -1e9
+        opt.zero_grad()
+        (push * sum(logits)).backward()
+        opt.step()
+        for b in blocks:
+            assert abs(b.interp_logit.item()) > 1e8          # far beyond where float32 sigmoid saturates
+            lam = b.interpolation_weight()
+            assert 0.0 < lam.item() < 1.0, lam.item()
+        x = torch.rand((2, 1, 16)) - 0.5
+        assert torch.isfinite(net(x, 3).logits).all()
+
+
+@pytest.mark.parametrize("dims,taps", [(1, 3), (2, 9)])
+def test_spectral_norm_bounds_the_reshaped_weight_not_the_conv(dims, taps):
+    """What the normalization enforces (docs/models.md): sigma(W_mat) = 1, hence ||conv|| <= sqrt(k)
+    for k taps; a kernel that is the same matrix in every tap reaches sqrt(k) (so a normalized
+    conv alone is not 1-Lipschitz)."""
+    torch.manual_seed(0)
+    for same_in_every_tap in (False, True):
+        c = spectral_conv(dims, 4, 4).double()
+        if same_in_every_tap:
+            with torch.no_grad():
+                raw = c.parametrizations.weight.original
+                raw.copy_(raw[..., :1, :1].expand_as(raw))
+        c.train()
+        for _ in range(50):                                  # let the power iteration converge
+            c.weight
+        c.eval()
+        w = c.weight.detach()
+        assert torch.linalg.matrix_norm(w.flatten(1), 2).item() == pytest.approx(1.0, abs=1e-6)
+        spatial = (1, 64) if dims == 1 else (32, 32)         # large: boundary effects are small
+        v = torch.randn(1, 4, *spatial, dtype=torch.float64)
+        for _ in range(100):                                 # power iteration on the conv operator
+            v = v / v.norm()
+            _, v = vjp(c, v, c(v))                           # T^T T v (T linear)
+        op_norm = c(v / v.norm()).norm().item()
+        assert op_norm <= taps ** 0.5 + 1e-9
+        if same_in_every_tap:
+            assert op_norm > 0.97 * taps ** 0.5             # the bound is reached (up to the border)
