@@ -56,6 +56,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "data.count=500, seeds=[0,1], width=64 (a grid key becomes a one-value list)")
     p.add_argument("--max-concurrent", type=_positive_int, default=None, metavar="N",
                    help="run at most N trials at once (default: as many as resources allow)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another driver is running this sweep directory, wait for it to end "
+                        "(default: refuse, naming it)")
+
+
+def command_line(args: argparse.Namespace, *, resume: bool, wait: bool = False) -> str:
+    """This command as a user would type it again, with --resume/--wait as asked: what the error and
+    exit messages suggest (with every option given, so the suggestion acts on the same directory)."""
+    import json
+    import shlex
+    words = ["deepthink", "sweep", args.file]
+    if args.address:
+        words += ["--address", args.address]
+    if args.data_root:
+        words += ["--data-root", str(args.data_root)]
+    if args.storage:
+        words += ["--storage", args.storage]
+    for key, value in args.overrides:
+        words += ["--set", f"{key}={json.dumps(value)}"]
+    if args.max_concurrent and not resume:
+        words += ["--max-concurrent", str(args.max_concurrent)]
+    words += ["--resume"] * resume + ["--wait"] * wait
+    return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         from deepthink.sweep.runner import run_sweep   # imports Ray: only when a sweep really runs
         return run_sweep(sweep, trials, sweep_file=args.file, uri=uri, data_root=data_root, address=address,
                          resume=args.resume, max_concurrent=args.max_concurrent,
-                         source_text=Path(args.file).read_text())
+                         source_text=Path(args.file).read_text(), wait=args.wait,
+                         rerun=lambda **kw: command_line(args, **kw))
     except state.SweepError as e:
         print(f"deepthink sweep: error: {e}", file=sys.stderr)
         return 2
