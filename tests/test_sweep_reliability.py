@@ -120,7 +120,7 @@ def test_resume_repairs_a_deleted_results_file_and_a_truncated_checkpoint(tmp_pa
     sweep_dir = tmp_path / "results" / "repair"
     run = Sweep(tmp_path, path, "--data-root", data, "--max-concurrent", "1")
     done = run.wait_for(r"done +(\w+) ").group(1)
-    cut = run.wait_for(r"epoch +(\w+) \S+ 2/6 ").group(1)
+    cut = run.wait_for(rf"done +{done} [\s\S]*epoch +(\w+) \S+ 2/6 ").group(1)     # the next trial's
     run.proc.send_signal(signal.SIGINT)
     assert run.finish() == 130, run.text()[-3000:]
     assert (sweep_dir / f"trial-{done}.parquet").exists() and not (sweep_dir / f"trial-{cut}.parquet").exists()

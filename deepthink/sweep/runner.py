@@ -160,7 +160,7 @@ def restore_tuner(sweep: SweepConfig, uri: str, data_root: Path, rerun_finished:
     trainable skips at once those whose results are there."""
     resume_config = None
     if rerun_finished:
-        from ray.tune.execution.experiment_state import ResumeConfig
+        from ray.tune import ResumeConfig
         resume_config = ResumeConfig(finished=ResumeConfig.ResumeType.RESUME,
                                      unfinished=ResumeConfig.ResumeType.RESUME,
                                      errored=ResumeConfig.ResumeType.RESUME)
