@@ -111,37 +111,43 @@ def _latest_checkpoint(sweep_dir: Path, trial_id: str) -> Path | None:
     return Path(trial.checkpoint.path) if trial.checkpoint else None
 
 
-def test_resume_repairs_a_deleted_results_file_and_a_truncated_checkpoint(tmp_path):
-    # one trial at a time, 6 epochs of ~1000 strings: an interruption after the second trial's
-    # second epoch leaves it unfinished with two checkpoints
+def test_resume_repairs_lost_results_and_a_truncated_checkpoint(tmp_path):
+    # one trial at a time, 6 epochs of 1000 strings: an interruption after the third trial's second
+    # epoch leaves two finished trials and an unfinished one with two checkpoints
     path, doc = ok_sweep(tmp_path, "repair", data={"train": 10, "eval": [12], "count": 1000},
                          train={"epochs": 6, "batch_size": 50, "clip": None})
     data = tmp_path / "data"
     sweep_dir = tmp_path / "results" / "repair"
     run = Sweep(tmp_path, path, "--data-root", data, "--max-concurrent", "1")
-    done = run.wait_for(r"done +(\w+) ").group(1)
-    cut = run.wait_for(rf"done +{done} [\s\S]*epoch +(\w+) \S+ 2/6 ").group(1)     # the next trial's
+    gone, broken = run.wait_for(r"done +(\w+) [\s\S]*done +(\w+) ").groups()
+    cut = run.wait_for(rf"done +{broken} [\s\S]*epoch +(\w+) \S+ 2/6 ").group(1)     # the next trial's
     run.proc.send_signal(signal.SIGINT)
     assert run.finish() == 130, run.text()[-3000:]
-    assert (sweep_dir / f"trial-{done}.parquet").exists() and not (sweep_dir / f"trial-{cut}.parquet").exists()
+    assert not (sweep_dir / f"trial-{cut}.parquet").exists()
 
-    (sweep_dir / f"trial-{done}.parquet").unlink()                  # a finished trial's results lost
+    (sweep_dir / f"trial-{gone}.parquet").unlink()                  # a finished trial's results deleted
+    damaged = sweep_dir / f"trial-{broken}.parquet"                 # another's truncated
+    damaged.write_bytes(damaged.read_bytes()[:100])
     latest = _latest_checkpoint(sweep_dir, cut) / "checkpoint.pt"
     older = sorted(p for p in latest.parent.parent.glob("checkpoint_*") if p.name < latest.parent.name)
     assert older, "the unfinished trial has an older checkpoint to fall back to"
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])   # its newest checkpoint truncated
 
-    resumed = Sweep(tmp_path, path, "--data-root", data, "--resume")
+    suggestion = re.search(r"finish the remaining trials with: (.+)", run.text()).group(1)
+    words = shlex.split(suggestion)
+    assert words[:2] == ["deepthink", "sweep"] and "--resume" in words
+    resumed = Sweep(tmp_path, *words[2:])                            # the suggested command, as written
     assert resumed.finish() == 0, resumed.text()[-3000:]
     out = resumed.text()
-    assert f"trial {done} finished but its results file is missing: this --resume runs it again" in out
+    assert re.search(rf"results file of trial {broken} cannot be read; moved it to \S+/_corrupt/", out)
+    for tid in (gone, broken):
+        assert f"trial {tid} finished but its results file is missing: this --resume runs it again" in out
+        assert re.search(rf"\[{tid} [^\]]+\] resumed from .* after epoch 6 \(finished\)", out), "evaluated again"
     assert re.search(rf"\[{cut} [^\]]+\] latest checkpoint unusable .*cannot read checkpoint.*; resuming from "
                      rf"the older checkpoint \S+{older[-1].name}", out), out[-3000:]
-    assert re.search(rf"\[{done} [^\]]+\] resumed from .* after epoch 6 \(finished\)", out), "evaluated again"
     df = check_complete(sweep_dir, doc)
     assert set(df["epochs_completed"]) == {6}
-    # a finished trial keeps one checkpoint
-    for trial_dir in (sweep_dir / "_ray").glob("*_dt_recall*"):
+    for trial_dir in (sweep_dir / "_ray").glob("*_dt_recall*"):      # a finished trial keeps one checkpoint
         assert len(list(trial_dir.glob("checkpoint_*"))) == 1, trial_dir
 
 
