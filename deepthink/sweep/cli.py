@@ -7,8 +7,9 @@
 
 Results: <storage>/<name>/trial-<id>.parquet (pandas.read_parquet(<storage>/<name>) reads them all),
 beside _config/ (the resolved sweep), _ray/ (Ray's state, for --resume) and _logs/sweep.log.
-Exit status: 0 all trials finished (ok or diverged), 1 some failed for good, 2 bad file or refused,
-130 interrupted (Ctrl-C or SIGTERM; finish with --resume).
+Exit status: 0 all trials finished (ok or diverged), 1 some failed for good, 2 bad file or refused
+(another driver running the same directory included: --wait waits for it instead), 130 interrupted
+(Ctrl-C or SIGTERM; finish with --resume).
 """
 from __future__ import annotations
 
