@@ -83,6 +83,14 @@ def test_one_driver_per_sweep_directory(tmp_path):
     assert len(list(sweep_dir.glob("trial-*.parquet"))) == 4
     assert not (sweep_dir / "_driver.lock").exists()
 
+    # A fresh start over the finished directory is refused; the way to finish it that it names works.
+    again = run_suggestion(f"deepthink sweep {path} --data-root {data}")
+    assert again.returncode == 2, again.stdout[-2000:] + again.stderr[-2000:]
+    finish = re.search(r"To finish it: (.+)", again.stderr).group(1)
+    finished = run_suggestion(finish)
+    assert finished.returncode == 0 and "4 trials: 4 ok, 0 diverged, 0 failed, 0 unfinished" in finished.stdout
+    check_complete(sweep_dir, doc)
+
 
 def test_a_killed_drivers_lock_is_taken_over_by_resume(tmp_path):
     path, doc = ok_sweep(tmp_path, "killed", train={"epochs": 2, "batch_size": 50, "clip": None})
