@@ -134,6 +134,8 @@ def test_object_storage_lock(tmp_path, fast):
     c = DriverLock(uri, object_store=True, log=lambda m: None)
     c.acquire()
     assert not a.impl.still_mine(a.me) and c.impl.still_mine(c.me)
+    a.release()                                  # the old holder ending late leaves c's lock alone
+    assert c.impl.still_mine(c.me)
     c.release()
     assert not (tmp_path / "s" / lock.LOCK_NAME).exists()
 

@@ -152,7 +152,7 @@ class _LocalLock:
     def still_mine(self, me: Holder) -> bool:
         return True     # the flock is held until release
 
-    def release(self) -> None:
+    def release(self, me: Holder) -> None:
         if self.fd is None:
             return
         with contextlib.suppress(FileNotFoundError):
@@ -193,9 +193,9 @@ class _ObjectLock:
         now = self._read()
         return now is not None and now.token == me.token
 
-    def release(self) -> None:
+    def release(self, me: Holder) -> None:
         with contextlib.suppress(FileNotFoundError, OSError):
-            if self._read() is not None:
+            if self.still_mine(me):       # never delete the lock of a driver that took over
                 self.fs.delete_file(self.path)
 
 
@@ -256,7 +256,7 @@ class DriverLock:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.impl.release()
+        self.impl.release(self.me)
         self._cleanup_dir()
 
     def _cleanup_dir(self) -> None:
