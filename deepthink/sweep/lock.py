@@ -95,6 +95,10 @@ class Holder:
         return time.time() - self.heartbeat < STALE_AFTER_S
 
 
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -201,7 +205,7 @@ class _ObjectLock:
 
 # ---- the lock a driver holds ----------------------------------------------------------------------
 class DriverLock:
-    def __init__(self, uri: str, *, object_store: bool | None = None, log: Callable[[str], None] = print):
+    def __init__(self, uri: str, *, object_store: bool | None = None, log: Callable[[str], None] = _say):
         self.uri = uri
         self.me = Holder.me()
         self.log = log
@@ -234,7 +238,7 @@ class DriverLock:
                                   f"refusing to run a second one beside it"
                                   + (f". To run after it ends: {hint}" if hint else ""))
             if not said:
-                self.log(f"waiting for the driver of {self.uri} to end ({who})", )
+                self.log(f"waiting for the driver of {self.uri} to end ({who})")
                 said = True
             time.sleep(POLL_S)
         self._thread = threading.Thread(target=self._heartbeat, name="deepthink-lock-heartbeat", daemon=True)
@@ -267,7 +271,7 @@ class DriverLock:
 
 
 @contextlib.contextmanager
-def hold(uri: str, *, wait: bool = False, hint: str = "", log: Callable[[str], None] = print) -> Iterator[DriverLock]:
+def hold(uri: str, *, wait: bool = False, hint: str = "", log: Callable[[str], None] = _say) -> Iterator[DriverLock]:
     lock = DriverLock(uri, log=log)
     lock.acquire(wait=wait, hint=hint)
     try:

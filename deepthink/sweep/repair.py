@@ -3,6 +3,7 @@
     trial_statuses(uri)          {trial id: 'ok' | 'diverged' | 'failed' | 'corrupt'} from the files
     set_aside_corrupt(uri, log)  unreadable trial files -> _corrupt/ (kept for a look); retrained
     finished_without_results()   trials Ray recorded as finished whose results file is missing
+    before_resume(uri, ray_dir)  both of the above, said in the log (what --resume calls)
     intact_checkpoint(...)       the newest checkpoint of a trial that loads, newest first
 
 Every state has a way out that --resume takes by itself:
@@ -14,7 +15,7 @@ Every state has a way out that --resume takes by itself:
 - a checkpoint that cannot be loaded (truncated, foreign): the trial falls back to the newest older
   checkpoint that loads, or starts over, alone.
 
-Ray-free except finished_without_results (it reads Ray's experiment state).
+Ray-free except finished_without_results and before_resume (they read Ray's experiment state).
 """
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ import pyarrow.parquet as pq
 from deepthink.results import filesystem, trial_file, written_trials
 
 CORRUPT_DIR = "_corrupt"
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
 
 
 def file_status(fs: pafs.FileSystem, path: str) -> str | None:
@@ -57,7 +62,7 @@ def trial_statuses(uri: str) -> dict[str, str]:
     return out
 
 
-def set_aside_corrupt(uri: str, log: Callable[[str], None] = print) -> list[str]:
+def set_aside_corrupt(uri: str, log: Callable[[str], None] = _say) -> list[str]:
     """Move unreadable trial files to <uri>/_corrupt/ (pyarrow skips '_' names) and say so."""
     fs, base = filesystem(uri)
     moved = []
@@ -83,6 +88,17 @@ def finished_without_results(uri: str, ray_dir: str) -> list[str]:
     trials = ExperimentAnalysis(ray_dir).trials
     return sorted(t.trial_id for t in trials
                   if t.status == "TERMINATED" and statuses.get(t.trial_id) not in ("ok", "diverged"))
+
+
+def before_resume(uri: str, ray_dir: str, log: Callable[[str], None] = _say) -> bool:
+    """Get the sweep directory ready for --resume, saying what it does: unreadable results files
+    set aside; returns whether Ray must resume finished trials too (some lack their results)."""
+    set_aside_corrupt(uri, log)
+    missing = finished_without_results(uri, ray_dir)
+    for tid in missing:
+        log(f"note: trial {tid} finished but its results file is missing: this --resume runs it again "
+            f"(from its last checkpoint if one loads, else from the start)")
+    return bool(missing)
 
 
 # ---- checkpoints -------------------------------------------------------------------------------
@@ -118,7 +134,7 @@ def older_checkpoints(fs: pafs.FileSystem, path: str) -> list[str]:
 
 
 def intact_checkpoint(fs: pafs.FileSystem, path: str, config: dict[str, Any],
-                      log: Callable[[str], None] = print) -> str | None:
+                      log: Callable[[str], None] = _say) -> str | None:
     """`path` if it loads; else the newest older checkpoint of the trial that loads (said in the
     log); else None: the trial starts over (said too)."""
     problem = checkpoint_problem(fs, path, config)

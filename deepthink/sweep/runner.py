@@ -201,12 +201,7 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
         state.check_same_trials(uri, trials, sweep_file)
         if max_concurrent:
             print("note: --max-concurrent is fixed when a sweep starts; --resume keeps the first run's setting")
-        repair.set_aside_corrupt(uri)
-        missing = repair.finished_without_results(uri, state.join(uri, state.RAY_DIR))
-        for tid in missing:
-            print(f"note: trial {tid} finished but its results file is missing: this --resume runs it again "
-                  f"(from its last checkpoint if one loads, else from the start)", flush=True)
-        rerun_finished = bool(missing)
+        rerun_finished = repair.before_resume(uri, state.join(uri, state.RAY_DIR))
         done_before = state.finished_trials(uri)
     if not address:
         plan.check_feasible(sweep, plan.local_capacity())
