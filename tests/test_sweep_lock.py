@@ -150,6 +150,8 @@ def test_the_cli_refuses_a_second_driver_before_ray_starts(tmp_path, capsys):
     held = DriverLock(str(tmp_path / "results" / "busy"))
     held.acquire()
     try:
+        assert main(["sweep", str(path), "--dry-run"]) == 0
+        assert f"a driver is running this sweep now (pid {os.getpid()} on" in capsys.readouterr().out
         for extra in ([], ["--resume"]):
             assert main(["sweep", str(path), "--data-root", str(tmp_path / "data"), *extra]) == 2
             err = capsys.readouterr().err.strip()

@@ -125,7 +125,11 @@ def _dry_run(sweep, trials, uri, address, max_concurrent) -> int:
     problem = plan.storage_problem(uri, cap, None)
     if problem:
         print(f"warning: {problem}")
-    if state.has_ray_state(uri):
+    from deepthink.sweep.lock import running_driver
+    if running_driver(uri):
+        print(f"note: a driver is running this sweep now ({running_driver(uri).describe()}); a real run "
+              f"beside it is refused (--wait waits for it)")
+    elif state.has_ray_state(uri):
         print(f"note: {uri} already holds this sweep's Ray state: run with --resume to finish it")
     try:
         plan.check_feasible(sweep, cap)

@@ -270,6 +270,18 @@ class DriverLock:
                 os.rmdir(self.dir)
 
 
+def running_driver(uri: str) -> Holder | None:
+    """The driver that holds this sweep directory now, judged from outside (the --dry-run note):
+    the lock's holder if its pid runs (this host) or its heartbeat is fresh (another host)."""
+    fs, path = filesystem(join(uri, LOCK_NAME))
+    try:
+        with fs.open_input_stream(path) as fh:
+            holder = Holder.parse(fh.read().strip(b"\0 "))
+    except (FileNotFoundError, OSError):
+        return None
+    return holder if holder and holder.alive() else None
+
+
 @contextlib.contextmanager
 def hold(uri: str, *, wait: bool = False, hint: str = "", log: Callable[[str], None] = _say) -> Iterator[DriverLock]:
     lock = DriverLock(uri, log=log)
