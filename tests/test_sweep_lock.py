@@ -140,6 +140,19 @@ def test_object_storage_lock(tmp_path, fast):
     assert not (tmp_path / "s" / lock.LOCK_NAME).exists()
 
 
+def test_object_storage_lock_of_a_dead_pid_on_this_host_is_taken_over(tmp_path, fast):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = Holder(host=socket.gethostname(), pid=int(gone.stdout), since="2026-01-01 00:00:00 UTC",
+                  heartbeat=time.time(), token="t")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / lock.LOCK_NAME).write_bytes(dead.text())
+    notes = []
+    taker = DriverLock(str(tmp_path / "s"), object_store=True, log=notes.append)
+    taker.acquire()
+    taker.release()
+    assert any(f"left by pid {dead.pid} on {socket.gethostname()}" in n for n in notes)
+
+
 def test_the_cli_refuses_a_second_driver_before_ray_starts(tmp_path, capsys):
     doc = {"name": "busy", "task": "prefix_sums", "data": {"train": 8, "eval": [10], "count": 200},
            "grid": {"model": ["dt_recall"], "max_iters": [2], "width": [8]}, "seeds": [0],

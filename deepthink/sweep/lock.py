@@ -89,10 +89,12 @@ class Holder:
         return f"pid {self.pid} on {self.host} since {self.since}"
 
     def alive(self) -> bool:
-        """Whether this holder may still be running (judged from outside, without its flock)."""
+        """Whether this holder may still be running (judged from outside, without its flock): a
+        fresh heartbeat, and on this host a running pid (a pid reused since has a stale heartbeat)."""
+        fresh = time.time() - self.heartbeat < STALE_AFTER_S
         if self.host == socket.gethostname():
-            return _pid_alive(self.pid)
-        return time.time() - self.heartbeat < STALE_AFTER_S
+            return fresh and _pid_alive(self.pid)
+        return fresh
 
 
 def _say(msg: str) -> None:
