@@ -177,6 +177,9 @@ def test_embedded_ray_listens_on_localhost_only_and_removes_its_session(tmp_path
     assert len(listening) >= 3 and any("gcs" in n for n in names) and any("raylet" in n for n in names), listening
     assert all(addr.ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for _, _, addr in listening), listening
     assert len(temp_dirs) == 1, temp_dirs
+    time.sleep(5)                      # nothing of Ray lingers to write into it again after exit
     assert not Path(temp_dirs.pop()).exists(), "the sweep's Ray session directory is removed on exit"
+    lingering = [p for p in procs[1:] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not lingering, lingering
     assert not list(Path("/tmp/ray").glob(f"session_*_{run.proc.pid}")), "nothing of it under /tmp/ray"
     check_complete(tmp_path / "results" / "local", doc)

@@ -32,6 +32,7 @@ OBJECT_STORE_BYTES = 128 * 2**20     # trials exchange only small metric dicts; 
 CHECKPOINTS_KEPT = 2                 # per trial: the newest two, so a crash mid-write leaves one good one
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # "0": Ray uses 127.0.0.1 as this node's address
 _own_temp_dir: str | None = None     # embedded Ray's temp root (its session directory), removed on exit
+RAY_EXIT_WAIT_S = 20                 # how long stop_ray waits for embedded Ray's processes to exit
 
 
 # ---- Ray and the cluster ------------------------------------------------------------------------
@@ -67,10 +68,15 @@ def start_ray(address: str | None) -> plan.Capacity:
 
 
 def stop_ray() -> None:
-    """Disconnect (a cluster) or shut embedded Ray down and remove its session directory."""
+    """Disconnect (a cluster) or shut embedded Ray down and remove its session directory. The
+    directory goes only once Ray's processes have exited: ray.shutdown() returns while the raylet
+    and its agents are still ending, and they would write into it again."""
     global _own_temp_dir
+    import psutil     # a Ray dependency (vendored in ray/thirdparty_files)
+    own = psutil.Process().children(recursive=True) if _own_temp_dir else []   # GCS, raylet, workers, agents
     ray.shutdown()
     if _own_temp_dir:
+        psutil.wait_procs(own, timeout=RAY_EXIT_WAIT_S)
         shutil.rmtree(_own_temp_dir, ignore_errors=True)
         _own_temp_dir = None
 
