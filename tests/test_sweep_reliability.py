@@ -14,6 +14,7 @@ Only processes these tests start are signalled, by pid.
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,17 @@ def descendants(pid: int) -> list[psutil.Process]:
         return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+
+
+def session_roots(procs) -> set[str]:
+    """The deepthink-ray-* directories named on these processes' command lines."""
+    roots = set()
+    for p in procs:
+        try:
+            roots |= set(re.findall(r"(/\S*/deepthink-ray-[^/\s]+)/", " ".join(p.cmdline())))
+        except psutil.NoSuchProcess:
+            pass
+    return roots
 
 
 def test_one_driver_per_sweep_directory(tmp_path):
@@ -105,6 +117,9 @@ def test_a_killed_drivers_lock_is_taken_over_by_resume(tmp_path):
             p.kill()
         except psutil.NoSuchProcess:
             pass
+    psutil.wait_procs(ray_procs, timeout=20)
+    for d in session_roots(ray_procs):              # and its session directory (docs/sweeps.md says so)
+        shutil.rmtree(d, ignore_errors=True)
     assert (tmp_path / "results" / "killed" / "_driver.lock").exists(), "the killed driver left its lock"
     resumed = Sweep(tmp_path, path, "--data-root", data, "--resume")
     assert resumed.finish() == 0, resumed.text()[-3000:]
@@ -164,14 +179,14 @@ def test_embedded_ray_listens_on_localhost_only_and_removes_its_session(tmp_path
     run = Sweep(tmp_path, path, "--data-root", tmp_path / "data")
     run.wait_for(r"epoch +\w+ ")                  # Ray is up and a trial worker reports
     procs = [psutil.Process(run.proc.pid), *descendants(run.proc.pid)]
-    listening, temp_dirs = [], set()
+    listening = []
     for p in procs:
         try:
             listening += [(p.pid, p.name(), c.laddr) for c in p.net_connections(kind="inet")
                           if c.status == psutil.CONN_LISTEN]
-            temp_dirs |= set(re.findall(r"(/\S*/deepthink-ray-[^/\s]+)/", " ".join(p.cmdline())))
         except psutil.NoSuchProcess:
             pass
+    temp_dirs = session_roots(procs)
     assert run.finish() == 0, run.text()[-3000:]
     names = {name for _, name, _ in listening}
     assert len(listening) >= 3 and any("gcs" in n for n in names) and any("raylet" in n for n in names), listening
