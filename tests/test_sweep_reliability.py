@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,15 +54,9 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def session_roots(procs) -> set[str]:
-    """The deepthink-ray-* directories named on these processes' command lines."""
-    roots = set()
-    for p in procs:
-        try:
-            roots |= set(re.findall(r"(/\S*/deepthink-ray-[^/\s]+)/", " ".join(p.cmdline())))
-        except psutil.NoSuchProcess:
-            pass
-    return roots
+def session_roots(driver_pid: int) -> set[Path]:
+    """The deepthink-ray-* directories holding this driver's Ray session (session_<time>_<pid>)."""
+    return {d.parent for d in Path(tempfile.gettempdir()).glob(f"deepthink-ray-*/session_*_{driver_pid}")}
 
 
 def test_one_driver_per_sweep_directory(tmp_path):
@@ -118,8 +113,9 @@ def test_a_killed_drivers_lock_is_taken_over_by_resume(tmp_path):
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(ray_procs, timeout=20)
-    for d in session_roots(ray_procs):              # and its session directory (docs/sweeps.md says so)
-        shutil.rmtree(d, ignore_errors=True)
+    roots = session_roots(run.proc.pid)
+    assert len(roots) == 1, "a killed driver cannot remove its session directory"
+    shutil.rmtree(roots.pop())                      # so we do, as docs/sweeps.md tells users to
     assert (tmp_path / "results" / "killed" / "_driver.lock").exists(), "the killed driver left its lock"
     resumed = Sweep(tmp_path, path, "--data-root", data, "--resume")
     assert resumed.finish() == 0, resumed.text()[-3000:]
@@ -186,7 +182,7 @@ def test_embedded_ray_listens_on_localhost_only_and_removes_its_session(tmp_path
                           if c.status == psutil.CONN_LISTEN]
         except psutil.NoSuchProcess:
             pass
-    temp_dirs = session_roots(procs)
+    temp_dirs = session_roots(run.proc.pid)
     assert run.finish() == 0, run.text()[-3000:]
     names = {name for _, name, _ in listening}
     assert len(listening) >= 3 and any("gcs" in n for n in names) and any("raylet" in n for n in names), listening
