@@ -59,8 +59,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:   # torch raises RuntimeError, EOFError, UnpicklingError, zip errors...
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e}); "
-                              f"delete it to start the trial over") from None
+        # No advice here: the way out depends on the caller (`deepthink train` says to remove the
+        # file; a sweep falls back to an older checkpoint by itself, deepthink/sweep/repair.py).
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a deepthink checkpoint (format {found!r}, expected {FORMAT!r})")
@@ -73,8 +74,7 @@ def load_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
     ckpt = read_checkpoint(path)
     diff = config_difference(ckpt.get("config", {}), config)
     if diff:
-        raise CheckpointError(f"{path}: checkpoint belongs to another configuration: {diff}; "
-                              f"use another checkpoint directory or delete this one")
+        raise CheckpointError(f"{path}: checkpoint belongs to another configuration: {diff}")
     return ckpt
 
 

@@ -148,14 +148,27 @@ def trial_file(sweep_dir: str, trial_id: str) -> str:
     return f"{sweep_dir.rstrip('/')}/trial-{trial_id}.parquet"
 
 
-def write_trial(sweep_uri: str, trial_id: str, rows: list[dict] | pd.DataFrame) -> str:
-    """Atomically write (or replace) one trial's rows. Returns the file path/URI written."""
+class FinishedResultsExist(FileExistsError):
+    """write_trial was asked to replace a file that holds a finished trial's rows (ok/diverged)."""
+
+
+def write_trial(sweep_uri: str, trial_id: str, rows: list[dict] | pd.DataFrame, *,
+                replace_finished: bool = False) -> str:
+    """Atomically write (or replace) one trial's rows. Returns the file path/URI written.
+
+    A file that already holds finished rows (status ok or diverged) is never replaced by failed
+    rows, and by finished ones only with `replace_finished=True` (`deepthink train` re-evaluating
+    a trained model); otherwise FinishedResultsExist is raised and the file is left as it is."""
     fs, base = filesystem(sweep_uri)
     table = to_table(rows)
     if table.num_rows and set(table.column("trial_id").to_pylist()) != {trial_id}:
         raise ValueError(f"rows for trial {trial_id} carry other trial ids")
     fs.create_dir(base, recursive=True)
     final = trial_file(base, trial_id)
+    held = finished_status(fs, final)
+    if held and not (replace_finished and "failed" not in set(table.column("status").to_pylist())):
+        raise FinishedResultsExist(f"{final} already holds trial {trial_id}'s finished results "
+                                   f"(status {held}); not replaced")
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{base}/.tmp-{trial_id}-{uuid.uuid4().hex}.parquet"
         pq.write_table(table, tmp, filesystem=fs)
@@ -163,6 +176,20 @@ def write_trial(sweep_uri: str, trial_id: str, rows: list[dict] | pd.DataFrame) 
     else:   # object stores: one PUT is atomic; no rename needed
         pq.write_table(table, final, filesystem=fs)
     return final if "://" not in sweep_uri else sweep_uri.rstrip("/") + "/" + final.rsplit("/", 1)[1]
+
+
+def finished_status(fs: pafs.FileSystem, path: str) -> str | None:
+    """'ok' or 'diverged' when the file at `path` holds a finished trial's rows; None when there is
+    no file, it holds failed rows, or it cannot be read (such a file may be replaced)."""
+    try:
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return None
+        statuses = set(pq.read_table(path, columns=["status"], filesystem=fs).column("status").to_pylist())
+    except Exception:      # truncated or foreign file: not finished results
+        return None
+    if not statuses or not statuses <= {"ok", "diverged"}:
+        return None
+    return "ok" if "ok" in statuses else "diverged"
 
 
 def written_trials(sweep_uri: str) -> set[str]:

@@ -102,9 +102,11 @@ def run(args: argparse.Namespace) -> int:
         outcome = run_trial(cfg, data_root, trial_id=trial_id, checkpoint_dir=ckpt_dir, resume_from=resume,
                             device=device, log=lambda msg: print(msg, flush=True))
     except CheckpointError as e:
-        print(f"deepthink train: error: {e}", file=sys.stderr)
+        # the way out that works: without the file, the same command trains the trial from the start
+        print(f"deepthink train: error: {e}. To train this trial from the start: rm {ckpt_dir / FILENAME} "
+              f"and run the same command again", file=sys.stderr)
         return 2
-    path = write_trial(str(out_dir), trial_id, outcome.rows)
+    path = write_trial(str(out_dir), trial_id, outcome.rows, replace_finished=True)   # re-evaluation
     print(f"status {outcome.status}: {outcome.epochs_completed} epochs, {outcome.train_seconds:.1f}s training, "
           f"{len(outcome.rows)} rows -> {path}")
     return 0

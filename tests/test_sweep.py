@@ -98,7 +98,7 @@ def test_tiny_sweep_writes_the_parquet_contract(tmp_path, capsys):
     # A finished sweep is not started again over its results (refused before Ray starts).
     assert main(["sweep", str(path), "--data-root", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
-    assert f"deepthink sweep {path} --resume" in err and f"delete {sweep_dir}" in err
+    assert f"deepthink sweep {path} --data-root {tmp_path / 'data'} --resume" in err and f"delete {sweep_dir}" in err
 
 
 @pytest.mark.slow     # ~30 s of Ray start-up and one failing trial

@@ -378,6 +378,14 @@ def test_train_cli_end_to_end_writes_parquet_config_and_checkpoint(root, tmp_pat
     assert out.returncode == 0, out.stderr
     want = df[(df["split"] == "test") & (df["test_iters"] == 4)]["accuracy"].item()
     assert f" 4:{want:.1f} " in out.stdout, out.stdout
+    # A truncated checkpoint: a clear error whose suggested way out works when followed.
+    ckpt = out_dir / "_checkpoints" / trial_id / FILENAME
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot read checkpoint" in err and f"rm {ckpt} and run the same command again" in err
+    ckpt.unlink()
+    assert main(argv) == 0 and "status ok" in capsys.readouterr().out
 
 
 def test_train_cli_refuses_a_grid(tmp_path, capsys):

@@ -7,8 +7,9 @@
 
 Results: <storage>/<name>/trial-<id>.parquet (pandas.read_parquet(<storage>/<name>) reads them all),
 beside _config/ (the resolved sweep), _ray/ (Ray's state, for --resume) and _logs/sweep.log.
-Exit status: 0 all trials finished (ok or diverged), 1 some failed for good, 2 bad file or refused,
-130 interrupted (Ctrl-C or SIGTERM; finish with --resume).
+Exit status: 0 all trials finished (ok or diverged), 1 some failed for good, 2 bad file or refused
+(another driver running the same directory included: --wait waits for it instead), 130 interrupted
+(Ctrl-C or SIGTERM; finish with --resume).
 """
 from __future__ import annotations
 
@@ -53,6 +54,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "data.count=500, seeds=[0,1], width=64 (a grid key becomes a one-value list)")
     p.add_argument("--max-concurrent", type=_positive_int, default=None, metavar="N",
                    help="run at most N trials at once (default: as many as resources allow)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another driver is running this sweep directory, wait for it to end "
+                        "(default: refuse, naming it)")
+
+
+def command_line(args: argparse.Namespace, *, resume: bool, wait: bool = False) -> str:
+    """This command as a user would type it again, with --resume/--wait as asked: what the error and
+    exit messages suggest (with every option given, so the suggestion acts on the same directory)."""
+    import json
+    import shlex
+    words = ["deepthink", "sweep", args.file]
+    if args.address:
+        words += ["--address", args.address]
+    if args.data_root:
+        words += ["--data-root", str(args.data_root)]
+    if args.storage:
+        words += ["--storage", args.storage]
+    for key, value in args.overrides:
+        words += ["--set", f"{key}={json.dumps(value)}"]
+    if args.max_concurrent and not resume:
+        words += ["--max-concurrent", str(args.max_concurrent)]
+    words += ["--resume"] * resume + ["--wait"] * wait
+    return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         from deepthink.sweep.runner import run_sweep   # imports Ray: only when a sweep really runs
         return run_sweep(sweep, trials, sweep_file=args.file, uri=uri, data_root=data_root, address=address,
                          resume=args.resume, max_concurrent=args.max_concurrent,
-                         source_text=Path(args.file).read_text())
+                         source_text=Path(args.file).read_text(), wait=args.wait,
+                         rerun=lambda **kw: command_line(args, **kw))
     except state.SweepError as e:
         print(f"deepthink sweep: error: {e}", file=sys.stderr)
         return 2
@@ -97,7 +122,11 @@ def _dry_run(sweep, trials, uri, address, max_concurrent) -> int:
     problem = plan.storage_problem(uri, cap, None)
     if problem:
         print(f"warning: {problem}")
-    if state.has_ray_state(uri):
+    from deepthink.sweep.lock import running_driver
+    if running_driver(uri):
+        print(f"note: a driver is running this sweep now ({running_driver(uri).describe()}); a real run "
+              f"beside it is refused (--wait waits for it)")
+    elif state.has_ray_state(uri):
         print(f"note: {uri} already holds this sweep's Ray state: run with --resume to finish it")
     try:
         plan.check_feasible(sweep, cap)

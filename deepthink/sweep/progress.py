@@ -18,7 +18,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from deepthink.config import TrialConfig
-from deepthink.results import failed_rows, write_trial
+from deepthink.results import FinishedResultsExist, failed_rows, write_trial
 
 
 def _fmt(v) -> str:
@@ -89,10 +89,14 @@ class SweepProgress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = error_text(trial)
-        write_failed(self.sweep_uri, trial, error)
         last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+        try:
+            write_failed(self.sweep_uri, trial, error)
+            wrote = "wrote its rows with status 'failed'"
+        except FinishedResultsExist:    # it finished before failing (e.g. in another run): keep that
+            wrote = "kept its finished results file (failed rows never replace finished ones)"
         self.emit(f"FAILED {trial.trial_id} {self._name(trial)} after {trial.num_failures} failure(s): "
-                  f"{last}; wrote its rows with status 'failed'")
+                  f"{last}; {wrote}")
 
     def on_step_end(self, iteration, trials, **info) -> None:
         if time.monotonic() - self._last_summary >= self.summary_every_s:

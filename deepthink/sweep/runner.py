@@ -10,23 +10,29 @@ $RAY_ADDRESS as set by `ray job submit`) the sweep joins that cluster instead.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import filesystem, is_local, read_results, written_trials
-from deepthink.sweep import plan, state
+from deepthink.results import filesystem, is_local
+from deepthink.sweep import lock, plan, repair, state
 from deepthink.sweep.progress import SweepProgress
+from deepthink.sweep.prune import KeepLastCheckpoint
 from deepthink.sweep.trainable import train_trial
 
 OBJECT_STORE_BYTES = 128 * 2**20     # trials exchange only small metric dicts; Ray's default is 30% of RAM
 CHECKPOINTS_KEPT = 2                 # per trial: the newest two, so a crash mid-write leaves one good one
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # "0": Ray uses 127.0.0.1 as this node's address
+_own_temp_dir: str | None = None     # embedded Ray's temp root (its session directory), removed on exit
+RAY_EXIT_WAIT_S = 20                 # how long stop_ray waits for embedded Ray's processes to exit
 
 
 # ---- Ray and the cluster ------------------------------------------------------------------------
@@ -43,9 +49,36 @@ def start_ray(address: str | None) -> plan.Capacity:
     # two trials went from 18 s to 35-40 s while a test suite ran beside them. The trials are the
     # work, so they run at the default priority (a cluster sets this on `ray start`).
     os.environ.setdefault("RAY_worker_niceness", "0")
+    # Local by default: Ray 2.60 refuses 127.0.0.1 as a node address (ray.init(_node_ip_address=...)
+    # turns it into the machine's IP) and its gRPC servers then listen on every interface. With
+    # this variable (Ray's own switch for single-machine use on macOS/Windows) the node's address
+    # is 127.0.0.1 and every Ray process of the sweep (GCS, raylet, workers, agents) listens there
+    # only; the value is inherited by the processes Ray starts. Set it to 1 to undo.
+    os.environ.setdefault(LOCAL_ONLY_ENV, "0")
+    if os.environ[LOCAL_ONLY_ENV] == "0":
+        ray._private.ray_constants.ENABLE_RAY_CLUSTER = False   # read at call time; imported before the env was set
+    # Ray's session directory (logs, sockets, spilled objects) goes under a directory of this
+    # sweep's own, removed when the sweep ends (stop_ray), instead of piling up in /tmp/ray.
+    global _own_temp_dir
+    _own_temp_dir = tempfile.mkdtemp(prefix="deepthink-ray-")
     ray.init(address="local", num_cpus=int(cap.total("CPU")), num_gpus=int(cap.total("GPU")),
-             object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, log_to_driver=True)
+             object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, log_to_driver=True,
+             _temp_dir=_own_temp_dir)
     return cap
+
+
+def stop_ray() -> None:
+    """Disconnect (a cluster) or shut embedded Ray down and remove its session directory. The
+    directory goes only once Ray's processes have exited: ray.shutdown() returns while the raylet
+    and its agents are still ending, and they would write into it again."""
+    global _own_temp_dir
+    import psutil     # a Ray dependency (vendored in ray/thirdparty_files)
+    own = psutil.Process().children(recursive=True) if _own_temp_dir else []   # GCS, raylet, workers, agents
+    ray.shutdown()
+    if _own_temp_dir:
+        psutil.wait_procs(own, timeout=RAY_EXIT_WAIT_S)
+        shutil.rmtree(_own_temp_dir, ignore_errors=True)
+        _own_temp_dir = None
 
 
 def cluster_capacity(address: str) -> plan.Capacity:
@@ -124,13 +157,21 @@ def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_ro
             name=state.RAY_DIR, storage_path=uri, verbose=0,
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             failure_config=FailureConfig(max_failures=sweep.max_failures),
-            callbacks=[SweepProgress(uri, log_path, sweep.max_failures)]))
+            callbacks=[SweepProgress(uri, log_path, sweep.max_failures), KeepLastCheckpoint()]))
 
 
-def restore_tuner(sweep: SweepConfig, uri: str, data_root: Path) -> tune.Tuner:
-    """--resume: Ray's saved experiment, unfinished and errored trials continue from their checkpoints."""
+def restore_tuner(sweep: SweepConfig, uri: str, data_root: Path, rerun_finished: bool = False) -> tune.Tuner:
+    """--resume: Ray's saved experiment, unfinished and errored trials continue from their checkpoints.
+    `rerun_finished`: finished trials are resumed too (some lack their results file: repair.py); the
+    trainable skips at once those whose results are there."""
+    resume_config = None
+    if rerun_finished:
+        from ray.tune import ResumeConfig
+        resume_config = ResumeConfig(finished=ResumeConfig.ResumeType.RESUME,
+                                     unfinished=ResumeConfig.ResumeType.RESUME,
+                                     errored=ResumeConfig.ResumeType.RESUME)
     return tune.Tuner.restore(state.join(uri, state.RAY_DIR), make_trainable(sweep, uri, data_root),
-                              resume_errored=True)
+                              resume_errored=True, _resume_config=resume_config)
 
 
 def log_path_for(uri: str, name: str) -> str:
@@ -142,14 +183,32 @@ def log_path_for(uri: str, name: str) -> str:
 
 # ---- the whole run -----------------------------------------------------------------------------------
 def run_sweep(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str, uri: str, data_root: Path,
-              address: str | None, resume: bool, max_concurrent: int | None, source_text: str) -> int:
+              address: str | None, resume: bool, max_concurrent: int | None, source_text: str,
+              wait: bool = False, rerun: Callable[..., str] | None = None) -> int:
     """Run (or --resume) the sweep. Returns 0 when every trial finished (ok or diverged), 1 when some
-    failed for good, 130 when interrupted (finish with --resume)."""
-    done_before = state.check_start(uri, len(trials), resume, sweep_file)   # before Ray starts
+    failed for good, 130 when interrupted (finish with --resume).
+
+    One driver per sweep directory (lock.py): another one running there refuses this one, or with
+    `wait` this one waits for it. `rerun(resume=, wait=)` gives the command the messages suggest."""
+    rerun = rerun or (lambda resume, wait=False: f"deepthink sweep {sweep_file}" + " --resume" * resume
+                      + " --wait" * wait)
+    with lock.hold(uri, wait=wait, hint=rerun(resume=True, wait=True)):
+        return _run_locked(sweep, trials, sweep_file=sweep_file, uri=uri, data_root=data_root, address=address,
+                           resume=resume, max_concurrent=max_concurrent, source_text=source_text, rerun=rerun)
+
+
+def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str, uri: str, data_root: Path,
+                address: str | None, resume: bool, max_concurrent: int | None, source_text: str,
+                rerun: Callable[..., str]) -> int:
+    done_before = state.check_start(uri, len(trials), resume, sweep_file,
+                                    resume_command=rerun(resume=True))   # before Ray starts
+    rerun_finished = False
     if resume:
         state.check_same_trials(uri, trials, sweep_file)
         if max_concurrent:
             print("note: --max-concurrent is fixed when a sweep starts; --resume keeps the first run's setting")
+        rerun_finished = repair.before_resume(uri, state.join(uri, state.RAY_DIR))
+        done_before = state.finished_trials(uri)
     if not address:
         plan.check_feasible(sweep, plan.local_capacity())
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -168,13 +227,13 @@ def run_sweep(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str,
         print(f"sweep {sweep.name}: {len(trials)} trials, {len(done_before)} already done, up to "
               f"{at_once} at once on {cap.where}{scaling}\n"
               f"results: {uri}\nlog: {log_path}", flush=True)
-        tuner = restore_tuner(sweep, uri, data_root) if resume else build_tuner(
+        tuner = restore_tuner(sweep, uri, data_root, rerun_finished) if resume else build_tuner(
             sweep, trials, uri, data_root, max_concurrent, log_path)
         with _sigterm_as_sigint():
             grid = tuner.fit()
-        return _finish(sweep, sweep_file, uri, grid, log_path)
+        return _finish(sweep, sweep_file, uri, grid, log_path, rerun)
     finally:
-        ray.shutdown()
+        stop_ray()
 
 
 class _sigterm_as_sigint:
@@ -188,7 +247,7 @@ class _sigterm_as_sigint:
         signal.signal(signal.SIGTERM, self._old)
 
 
-def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str) -> int:
+def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str, rerun: Callable[..., str]) -> int:
     """Sum up from the Parquet files (the source of truth: after Ctrl-C Ray reports the trials it
     stopped as terminated; failed trials' rows were written by SweepProgress.on_trial_error), copy
     the log next to URI storage, choose the exit status."""
@@ -199,20 +258,17 @@ def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str) 
         with fs.open_output_stream(path) as fh:
             fh.write(Path(log_path).read_bytes())
     ids = {r.metrics.get("trial_id") for r in results} - {None}
-    status = {}
-    if written_trials(uri):
-        df = read_results(uri)
-        status = {tid: ("failed" if "failed" in set(g) else g.iloc[0]) for tid, g in df.groupby("trial_id")["status"]}
+    status = repair.trial_statuses(uri)      # per file: an unreadable one counts as unfinished
     counts = {s: sum(1 for tid in ids if status.get(tid) == s) for s in ("ok", "diverged", "failed")}
-    unfinished = len(ids - set(status))
+    unfinished = sum(1 for tid in ids if status.get(tid) not in ("ok", "diverged", "failed"))
     print(f"sweep {sweep.name}: {len(ids)} trials: {counts['ok']} ok, {counts['diverged']} diverged, "
           f"{counts['failed']} failed, {unfinished} unfinished\n"
           f"results: {uri}  (pandas.read_parquet('{uri}'))", flush=True)
     if unfinished:
-        print(f"interrupted: finish the remaining trials with: deepthink sweep {sweep_file} --resume", flush=True)
+        print(f"interrupted: finish the remaining trials with: {rerun(resume=True)}", flush=True)
         return 130
     if counts["failed"]:
-        print(f"some trials failed for good (rows with status 'failed' and the error); `deepthink sweep "
-              f"{sweep_file} --resume` retries them from their last checkpoints", flush=True)
+        print(f"some trials failed for good (rows with status 'failed' and the error); `{rerun(resume=True)}` "
+              f"retries them from their last checkpoints", flush=True)
         return 1
     return 0

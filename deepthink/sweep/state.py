@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import yaml
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import filesystem, is_local, read_results, trial_file, written_trials
+from deepthink.results import filesystem, finished_status, is_local, trial_file, written_trials
 
 RAY_DIR = "_ray"
 CONFIG_DIR = "_config"
@@ -59,26 +58,21 @@ def has_ray_state(uri: str) -> bool:
 
 
 def finished_trials(uri: str) -> set[str]:
-    """Trial ids whose results file holds a finished trial (status ok or diverged, not failed)."""
-    if not written_trials(uri):
-        return set()
-    df = read_results(uri)[["trial_id", "status"]]
-    failed = set(df.loc[df["status"] == "failed", "trial_id"])
-    return set(df["trial_id"]) - failed
+    """Trial ids whose results file holds a finished trial (status ok or diverged, not failed).
+    A file that cannot be read is not finished (--resume sets it aside and runs the trial again)."""
+    from deepthink.sweep.repair import trial_statuses
+    return {tid for tid, s in trial_statuses(uri).items() if s in ("ok", "diverged")}
 
 
 def trial_finished(uri: str, trial_id: str) -> bool:
     """Whether this one trial already has finished results (a retry or resume can skip it)."""
     fs, base = filesystem(uri)
-    path = trial_file(base, trial_id)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return False
-    statuses = set(pq.read_table(path, columns=["status"], filesystem=fs).column("status").to_pylist())
-    return bool(statuses) and "failed" not in statuses
+    return finished_status(fs, trial_file(base, trial_id)) is not None
 
 
-def check_start(uri: str, n_trials: int, resume: bool, sweep_file: str) -> set[str]:
+def check_start(uri: str, n_trials: int, resume: bool, sweep_file: str, resume_command: str | None = None) -> set[str]:
     """Refuse to start over an existing sweep, or to resume one that does not exist.
+    `resume_command`: the command to suggest for finishing it (default: FILE --resume).
 
     Returns the trial ids that already have finished results."""
     state, done, files = has_ray_state(uri), finished_trials(uri), written_trials(uri)
@@ -86,7 +80,7 @@ def check_start(uri: str, n_trials: int, resume: bool, sweep_file: str) -> set[s
         what = "Ray state" if state else "results but no Ray state"
         finished = "finished" if len(done) >= n_trials else "unfinished"
         failed = len(files - done)
-        hint = (f"To finish it: deepthink sweep {sweep_file} --resume\n" if state else "")
+        hint = (f"To finish it: {resume_command or f'deepthink sweep {sweep_file} --resume'}\n" if state else "")
         raise SweepError(
             f"sweep directory {uri} already exists ({what}; {len(done)} of {n_trials} trials finished"
             f"{f', {failed} failed' if failed else ''}; the sweep looks {finished}). Refusing to start it "

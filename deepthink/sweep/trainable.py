@@ -46,12 +46,24 @@ def pick_device(gpu_share: float, log) -> tuple[str, str]:
     return "cpu", "cpu"
 
 
+def intact_checkpoint(checkpoint: Checkpoint | None, config: dict, log) -> Checkpoint | None:
+    """The checkpoint to resume from: Ray's latest if it loads, else the newest older one that does,
+    else None (the trial starts over); deepthink/sweep/repair.py says which in the log."""
+    from deepthink.sweep.repair import intact_checkpoint as pick
+    if checkpoint is None:
+        return None
+    path = pick(checkpoint.filesystem, checkpoint.path, config, log)
+    if path is None:
+        return None
+    return checkpoint if path == checkpoint.path else Checkpoint(path, filesystem=checkpoint.filesystem)
+
+
 def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gpu_share: float) -> None:
     """Run one trial. `config["trial"]` is a TrialConfig dict (the sweep's grid_search over trials)."""
     import torch
 
     from deepthink.config import TrialConfig
-    from deepthink.results import write_trial
+    from deepthink.results import FinishedResultsExist, write_trial
     from deepthink.sweep.state import trial_finished
     from deepthink.train import run_trial
 
@@ -81,7 +93,7 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
         tune.report({**metrics, "node": node}, checkpoint=checkpoint)
 
     scratch = Path(tempfile.mkdtemp(prefix=f"deepthink-{trial_id}-"))
-    checkpoint = tune.get_checkpoint()
+    checkpoint = intact_checkpoint(tune.get_checkpoint(), cfg.to_dict(), log)
     try:
         with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext(None)) as resume_dir:
             if resume_dir:
@@ -90,7 +102,12 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
                                 resume_from=Path(resume_dir) if resume_dir else None,
                                 on_epoch=on_epoch, device=device, log=log, node=node, device_label=device_label)
         rows = outcome.rows
-        path = write_trial(sweep_uri, trial_id, rows)
+        try:
+            path = write_trial(sweep_uri, trial_id, rows)
+        except FinishedResultsExist as e:   # another run of this trial finished first: keep its rows
+            log(f"{outcome.status}, but {e}")
+            tune.report({"outcome": "written_before", "node": node})
+            return
         log(f"{outcome.status}: {len(rows)} rows -> {path}")
         tune.report({"outcome": outcome.status, "epochs_completed": outcome.epochs_completed,
                      "train_seconds": outcome.train_seconds, "rows": len(rows), "node": node})
