@@ -151,14 +151,24 @@ def _flat(t: TrialConfig) -> dict:
     return d
 
 
-def trial_table(trials: list[TrialConfig]) -> str:
+TABLE_ROWS = 20     # a dry run shows the first and last TABLE_ROWS trials of a larger grid
+
+
+def trial_table(trials: list[TrialConfig], rows: int | None = TABLE_ROWS) -> str:
+    """The trials as a table; of more than 2 x `rows`, the first and last `rows` (None: all)."""
+    shown = list(enumerate(trials))
+    if rows is not None and len(trials) > 2 * rows:
+        shown = shown[:rows] + shown[-rows:]
     keys = ["model", "width", "depth", "max_iters"] + [k for k in _varying_keys(trials)
                                                        if k not in ("model", "width", "depth", "max_iters", "seed")] + ["seed"]
     header = ["#"] + keys
-    body = [[str(i)] + [f"{_flat(t)[k]}" for k in keys] for i, t in enumerate(trials)]
+    body = [[str(i)] + [f"{_flat(t)[k]}" for k in keys] for i, t in shown]
     widths = [max(len(r[c]) for r in [header] + body) for c in range(len(header))]
     fmt = lambda row: "  ".join(v.rjust(w) for v, w in zip(row, widths))   # noqa: E731
-    return "\n".join([fmt(header)] + [fmt(r) for r in body])
+    lines = [fmt(header)] + [fmt(r) for r in body]
+    if len(shown) < len(trials):
+        lines.insert(1 + rows, f"... {len(trials) - len(shown):,} more trials (the first and last {rows} shown) ...")
+    return "\n".join(lines)
 
 
 def cost_lines(sweep: SweepConfig, n_trials: int, at_once: int) -> list[str]:
@@ -177,6 +187,13 @@ def cost_lines(sweep: SweepConfig, n_trials: int, at_once: int) -> list[str]:
         wall = math.ceil(n_trials / at_once) * per / g
         out.append(f"estimated wall-clock: ~{wall:g} h ({at_once} at once, each ~{per / g:g} h on its {g:g}-GPU share)")
     return out
+
+
+def describe_large(sweep: SweepConfig) -> str:
+    """The dry-run report of a grid above the trial cap: its size, without expanding it."""
+    return (f"sweep {sweep.name} ({sweep.path}): task {sweep.task}, {sweep.train.epochs} epochs\n"
+            f"trials: {sweep.grid_size():,} ({' x '.join(f'{len(v)} {k}' for k, v in sweep.grid.items())} x "
+            f"{len(sweep.seeds)} seeds): above the cap of {sweep.max_trials:,} (max_trials); not listed")
 
 
 def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: str,
