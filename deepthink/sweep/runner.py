@@ -232,15 +232,14 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
               f"results: {uri}\nlog: {log_path}", flush=True)
         tuner = restore_tuner(sweep, uri, data_root, rerun_finished) if resume else build_tuner(
             sweep, trials, uri, data_root, max_concurrent, log_path)
-        try:
-            progress.storage_error = None
-            with _sigterm_as_sigint():
-                grid = tuner.fit()
-            if progress.storage_error:
-                return _storage_failed(progress.storage_error, uri, rerun)
-            return _finish(sweep, sweep_file, uri, grid, log_path, rerun)
-        except OSError as e:       # the driver's own storage: full, read-only, gone
-            return _storage_failed(f"{type(e).__name__}: {e}", uri, rerun)
+        progress.storage_error = None
+        with _sigterm_as_sigint():
+            grid = tuner.fit()
+        if progress.storage_error:
+            return _storage_failed(progress.storage_error, uri, rerun)
+        return _finish(sweep, sweep_file, uri, grid, log_path, rerun)
+    except OSError as e:       # the driver's own storage: full, read-only, gone (config, log, summary)
+        return _storage_failed(f"{type(e).__name__}: {e}", uri, rerun)
     finally:
         stop_ray()
 
