@@ -255,3 +255,12 @@ def test_unwritable_storage_is_refused_even_as_root(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(precheck.tempfile, "mkstemp", read_only)
     err = refused(capsys, write(tmp_path))
     assert f"{tmp_path} is not writable (Read-only file system)" in err
+
+
+def test_dry_run_estimates_memory_and_warns_above_the_machine(tmp_path, capsys, monkeypatch):
+    from deepthink.sweep import plan
+    rc, out, _ = sweep(capsys, write(tmp_path), "--dry-run")
+    assert rc == 0 and "memory per trial (rough, largest trial): ~" in out and "warning" not in out
+    monkeypatch.setattr(plan, "machine_memory", lambda: 2.0**20)       # a 1 MiB machine
+    rc, out, _ = sweep(capsys, write(tmp_path), "--dry-run")
+    assert rc == 0 and "more than this machine's 0.000977 GiB: lower grid.width" in out

@@ -189,6 +189,41 @@ def cost_lines(sweep: SweepConfig, n_trials: int, at_once: int) -> list[str]:
     return out
 
 
+def input_cells(task: str, difficulty: int) -> int:
+    """Cells of one example's input: prefix sums a string of `difficulty` bits, mazes an image of
+    about (2n + 6)^2 pixels (9 -> 24 x 24, 59 -> 124 x 124), chess an 8 x 8 board."""
+    return {"prefix_sums": difficulty, "mazes": (2 * difficulty + 6) ** 2}.get(task, 64)
+
+
+def memory_estimate(sweep: SweepConfig, trials: list[TrialConfig]) -> float:
+    """A rough upper estimate of one trial's peak memory in bytes, for the largest trial: training
+    keeps ~8 float32 activations of batch x width x cells per iteration for backprop; testing
+    (no gradients) ~4 of test batch x width x cells at the largest eval difficulty."""
+    width = max(t.width for t in trials)
+    iters = max(t.max_iters for t in trials)
+    train = sweep.train.batch_size * width * input_cells(sweep.task, sweep.data.train) * (8 * iters + 8) * 4
+    test = sweep.test.batch_size * width * input_cells(sweep.task, max(sweep.data.eval)) * 4 * 4
+    return float(max(train, test))
+
+
+def machine_memory() -> float | None:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_line(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, at_once: int) -> str:
+    est = memory_estimate(sweep, trials)
+    line = f"memory per trial (rough, largest trial): ~{est / 2**30:.2g} GiB"
+    ram = machine_memory() if not cap.cluster else None
+    if ram and sweep.resources.gpu == 0 and est * max(at_once, 1) > ram:
+        line += (f"; warning: {max(at_once, 1)} at once need ~{est * max(at_once, 1) / 2**30:.3g} GiB, more "
+                 f"than this machine's {ram / 2**30:.3g} GiB: lower grid.width, train.batch_size or "
+                 f"--max-concurrent")
+    return line
+
+
 def describe_large(sweep: SweepConfig) -> str:
     """The dry-run report of a grid above the trial cap: its size, without expanding it."""
     return (f"sweep {sweep.name} ({sweep.path}): task {sweep.task}, {sweep.train.epochs} epochs\n"
@@ -221,6 +256,7 @@ def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: 
     ]
     if full is not None:
         lines.append(f"at once with the autoscaler at full size: {min(full, len(trials))}")
+    lines.append(memory_line(sweep, trials, cap, at_once))
     lines += cost_lines(sweep, len(trials), at_once)
     lines.append(f"results: {uri}  (retries per trial: max_failures {sweep.max_failures})")
     return "\n".join(lines)
