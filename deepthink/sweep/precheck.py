@@ -7,9 +7,9 @@ file, the key `storage`, the value and the fix.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from deepthink.configfile import ConfigError
@@ -66,14 +66,23 @@ def _check_remote(path: str, storage: str, uri: str, where: str) -> None:
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"bucket {bucket!r} not found")
 
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:
-        pool.submit(probe).result(timeout=STORAGE_TIMEOUT_S)
-    except concurrent.futures.TimeoutError:
-        raise _error(path, storage, where, f"no answer from {uri} within {STORAGE_TIMEOUT_S:g} s",
-                     fix) from None
-    except Exception as e:      # pyarrow raises OSError / ArrowInvalid with its own text
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            probe()
+            outcome.append(None)
+        except BaseException as e:      # reported below
+            outcome.append(e)
+
+    # A daemon thread: a probe that hangs (no network, a firewall dropping packets) is abandoned
+    # after the timeout and does not keep the process from exiting.
+    thread = threading.Thread(target=run, name="deepthink-storage-probe", daemon=True)
+    thread.start()
+    thread.join(STORAGE_TIMEOUT_S)
+    if not outcome:
+        raise _error(path, storage, where, f"no answer from {uri} within {STORAGE_TIMEOUT_S:g} s", fix)
+    e = outcome[0]
+    if e is not None:           # pyarrow raises OSError / ArrowInvalid with its own text
         text = " ".join(str(e).split())[:300]
-        raise _error(path, storage, where, f"cannot reach it ({type(e).__name__}: {text})", fix) from None
-    finally:
-        pool.shutdown(wait=False)
+        raise _error(path, storage, where, f"cannot reach it ({type(e).__name__}: {text})", fix)
