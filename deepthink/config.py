@@ -25,6 +25,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
@@ -66,6 +68,14 @@ def _gpu_share(g: float) -> float:
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
+MAX_WIDTH = 4096              # channels; the papers use 8..512 (10^9 would need petabytes per layer)
+MAX_ITERS = 10_000            # recurrent iterations (paper 2 trains with <= 100 and tests to a few hundred)
+SEED_LIMIT = 2**32            # torch.manual_seed and numpy's seeds take 0 <= seed < 2^32
+MAX_TRIALS = 10_000           # default of `max_trials:` (raise it in the file or with --max-trials)
+NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+Iterations = Annotated[int, Field(ge=1, le=MAX_ITERS)]
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
 ModelName = Literal[tuple(sorted(MODELS))]
 NonNegative = number(ge=0)
 
@@ -80,10 +90,11 @@ class Grid(Section):
     """Section `grid:`: the Cartesian product of every list. Only keys that the results record as
     columns may vary: anything else would give rows that the tables cannot tell apart."""
     model: _values(ModelName) = Field(description=f"a list of models from {sorted(MODELS)}")
-    width: _values(PositiveInt) = Field(description="a list of positive integers")
-    depth: _values(Annotated[int, AfterValidator(_valid_depth)]) | None = Field(
-        None, description="effective depths 4*k + 4 (paper 1); or give max_iters")
-    max_iters: _values(PositiveInt) | None = Field(None, description="iterations trained with (paper 2)")
+    width: _values(Width) = Field(description=f"a list of channel widths, 1..{MAX_WIDTH}")
+    depth: _values(Annotated[int, Field(le=4 * MAX_ITERS + 4), AfterValidator(_valid_depth)]) | None = Field(
+        None, description=f"effective depths 4*k + 4 (paper 1), at most {4 * MAX_ITERS + 4}; or give max_iters")
+    max_iters: _values(Iterations) | None = Field(
+        None, description=f"iterations trained with (paper 2), 1..{MAX_ITERS}")
     alpha: _values(Alpha) | None = Field(None, description="progressive loss weights (recurrent models only)")
     lr: _values(LearningRate) | None = None
     epochs: _values(Epochs) | None = None
@@ -112,20 +123,26 @@ class CostConfig(Section):
 class SweepFile(Section):
     """A sweep file (DESIGN.md section 4). Unknown keys are errors."""
     model_config = {"title": "deepthink sweep file"}
-    name: Annotated[str, rule(lambda v: bool(v) and "/" not in v and not v.startswith("."),
-                              "a non-empty directory name without '/'")] = Field(
-        description="results go to <storage>/<name>/")
+    name: Annotated[str, rule(lambda v: re.fullmatch(NAME_PATTERN, v) is not None,
+                              "a directory name of letters, digits and . _ - (1-128 characters, "
+                              "not starting with '.')")] = Field(
+        description="results go to <storage>/<name>/; letters, digits and . _ - only",
+        json_schema_extra={"pattern": NAME_PATTERN})
     task: Literal[tuple(sorted(TASKS))] = Field(description=f"one of {sorted(TASKS)}")
     description: str = ""
     data: DataConfig = DataConfig()
     grid: Grid
-    seeds: Annotated[list[int], OneOrMore, Field(min_length=1), distinct("distinct integers")] = [0]
+    seeds: Annotated[list[Seed], OneOrMore, Field(min_length=1), distinct("distinct integers")] = Field(
+        [0], description="trial seeds, 0 <= seed < 2^32 (what torch and numpy accept)")
     train: TrainConfig = TrainConfig()
     test: TestConfig = TestConfig()
     resources: ResourcesConfig = ResourcesConfig()
     storage: str = Field("./results", description="a local path, a shared mount, s3://... or gs://...")
     max_failures: Annotated[int, Field(ge=0)] = Field(2, description="retries of a failing trial")
     cost: CostConfig = CostConfig()
+    max_trials: Annotated[int, Field(ge=1)] = Field(
+        MAX_TRIALS, description=f"refuse a grid of more trials than this (default {MAX_TRIALS:,}; "
+                                "or `deepthink sweep --max-trials N`)")
 
     @model_validator(mode="before")
     @classmethod
@@ -190,6 +207,22 @@ class SweepConfig:
     max_failures: int = 2
     description: str = ""
     cost: dict[str, float] = field(default_factory=dict)
+    max_trials: int = MAX_TRIALS
+
+    def grid_size(self) -> int:
+        """Grid points x seeds, without expanding them (an upper bound of len(trials()))."""
+        return math.prod(len(v) for v in self.grid.values()) * len(self.seeds)
+
+    def check_trial_count(self, cli_limit: int | None = None, where: str = "") -> None:
+        """Refuse a grid of more than max_trials (or --max-trials) trials, before expanding it."""
+        limit = cli_limit or self.max_trials
+        n = self.grid_size()
+        if n > limit:
+            raise ConfigError(
+                f"{self.path}: key 'max_trials'{where}: found a grid of {n:,} trials "
+                f"({' x '.join(f'{len(v)} {k}' for k, v in self.grid.items())} x {len(self.seeds)} seeds); "
+                f"expected at most {limit:,}: shrink the grid, or raise the cap with `max_trials: {n}` "
+                f"in the file or --max-trials {n}")
 
     def trials(self) -> list[TrialConfig]:
         return expand_trials(self)
@@ -303,7 +336,8 @@ def validate(raw: dict[str, Any], path: str = "<config>", lines: dict[Key, int] 
     cost = {k: v for k, v in f.cost.to_dict().items() if v is not None}
     return SweepConfig(path=path, name=f.name, task=f.task, data=f.data, grid={k: grid[k] for k in given},
                        seeds=f.seeds, train=f.train, test=f.test, resources=f.resources, storage=f.storage,
-                       max_failures=f.max_failures, description=f.description, cost=cost)
+                       max_failures=f.max_failures, description=f.description, cost=cost,
+                       max_trials=f.max_trials)
 
 
 def expand_trials(s: SweepConfig) -> list[TrialConfig]:

@@ -35,8 +35,9 @@ from deepthink.tasks.base import Task
 class TestConfig(Section):
     """Section `test:` of a sweep file: how trained models are evaluated."""
     __test__ = False      # not a pytest test class
-    iterations: Annotated[int, Field(ge=1)] = Field(60, description="evaluate at every iteration 1..iterations")
-    batch_size: Annotated[int, Field(ge=1)] = Field(500, description="examples per evaluation chunk")
+    iterations: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        60, description="evaluate at every iteration 1..iterations (at most 10,000)")
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(500, description="examples per evaluation chunk, 1..10^6")
     max_examples: Annotated[int, Field(ge=1)] | None = Field(
         None, description="evaluate at most this many examples per split (null: all)")
 

@@ -25,7 +25,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("step", "cosine", "none")
 
 # Field types that a sweep's grid may also vary (config.Grid uses the same ones).
-Epochs = Annotated[int, Field(ge=1)]
+MAX_EPOCHS = 100_000
+Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS, description=f"training epochs, 1..{MAX_EPOCHS}")]
 LearningRate = Positive
 Alpha = Annotated[Number, rule(lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")]
 
@@ -37,11 +38,11 @@ class TrainConfig(Section):
     lr: LearningRate = 0.001
     weight_decay: number(ge=0) = 2e-4
     momentum: Number = 0.9                         # sgd only
-    batch_size: Annotated[int, Field(ge=1)] = 100
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(100, description="examples per step, 1..10^6")
     alpha: Alpha = Field(0.0, description="progressive loss weight (0 = plain loss at max_iters); "
                                           "used by recurrent models only")
     clip: Positive | None = Field(1.0, description="gradient-norm clip; null disables")
-    warmup: Annotated[int, Field(ge=0)] = Field(0, description="epochs of linear warmup")
+    warmup: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = Field(0, description="epochs of linear warmup")
     schedule: Literal[SCHEDULES] = "step"
     milestones: Annotated[list[int], OneOrMore] = [60, 100]
     gamma: Positive = 0.1

@@ -70,7 +70,7 @@ CASES = [
     ("negative max_failures", "max_failures", -1, ["max_failures", "-1", ">= 0"]),
     ("unknown cost key", "cost", {"dollars": 3}, ["cost.dollars", "unknown key", "gpu_hours_per_trial"]),
     ("cost not a number", "cost", {"gpu_hours_per_trial": "lots"}, ["cost.gpu_hours_per_trial", "'lots'", "a number"]),
-    ("name with slash", "name", "a/b", ["'name'", "'a/b'", "without '/'"]),
+    ("name with slash", "name", "a/b", ["'name'", "'a/b'", "letters, digits and . _ -"]),
     ("bad eval difficulty", "data.eval", [10, 0], ["data.eval[1]", "0", ">= 1"]),
 ]
 

@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "data.count=500, seeds=[0,1], width=64 (a grid key becomes a one-value list)")
     p.add_argument("--max-concurrent", type=_positive_int, default=None, metavar="N",
                    help="run at most N trials at once (default: as many as resources allow)")
+    p.add_argument("--max-trials", type=_positive_int, default=None, metavar="N",
+                   help="allow a grid of up to N trials (default: the file's max_trials, 10,000)")
     p.add_argument("--wait", action="store_true",
                    help="if another driver is running this sweep directory, wait for it to end "
                         "(default: refuse, naming it)")
@@ -73,6 +75,8 @@ def command_line(args: argparse.Namespace, *, resume: bool, wait: bool = False) 
         words += ["--storage", args.storage]
     for key, value in args.overrides:
         words += ["--set", f"{key}={json.dumps(value)}"]
+    if getattr(args, "max_trials", None):
+        words += ["--max-trials", str(args.max_trials)]
     if args.max_concurrent and not resume:
         words += ["--max-concurrent", str(args.max_concurrent)]
     words += ["--resume"] * resume + ["--wait"] * wait
@@ -81,15 +85,22 @@ def command_line(args: argparse.Namespace, *, resume: bool, wait: bool = False) 
 
 def run(args: argparse.Namespace) -> int:
     from deepthink.config import parse_sweep
-    from deepthink.sweep import state
+    from deepthink.sweep import plan, state
     from deepthink.tasks.storage import resolve_data_root
 
     overrides = dict(args.overrides)
     if args.storage:
         overrides["storage"] = args.storage
     sweep = parse_sweep(args.file, overrides)
+    max_trials = getattr(args, "max_trials", None)
+    if sweep.grid_size() > (max_trials or sweep.max_trials):
+        if args.dry_run:
+            print(plan.describe_large(sweep), flush=True)
+        sweep.check_trial_count(max_trials, " (--max-trials)" if max_trials else "")   # raises: refused
     trials = sweep.trials()
     uri = state.sweep_uri(sweep.storage, sweep.name)
+    from deepthink.sweep.precheck import check_storage
+    check_storage(sweep.path, sweep.storage, uri, " (--storage)" if args.storage else "")
     data_root = resolve_data_root(args.data_root)     # the same path on every node
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:

@@ -151,14 +151,24 @@ def _flat(t: TrialConfig) -> dict:
     return d
 
 
-def trial_table(trials: list[TrialConfig]) -> str:
+TABLE_ROWS = 20     # a dry run shows the first and last TABLE_ROWS trials of a larger grid
+
+
+def trial_table(trials: list[TrialConfig], rows: int | None = TABLE_ROWS) -> str:
+    """The trials as a table; of more than 2 x `rows`, the first and last `rows` (None: all)."""
+    shown = list(enumerate(trials))
+    if rows is not None and len(trials) > 2 * rows:
+        shown = shown[:rows] + shown[-rows:]
     keys = ["model", "width", "depth", "max_iters"] + [k for k in _varying_keys(trials)
                                                        if k not in ("model", "width", "depth", "max_iters", "seed")] + ["seed"]
     header = ["#"] + keys
-    body = [[str(i)] + [f"{_flat(t)[k]}" for k in keys] for i, t in enumerate(trials)]
+    body = [[str(i)] + [f"{_flat(t)[k]}" for k in keys] for i, t in shown]
     widths = [max(len(r[c]) for r in [header] + body) for c in range(len(header))]
     fmt = lambda row: "  ".join(v.rjust(w) for v, w in zip(row, widths))   # noqa: E731
-    return "\n".join([fmt(header)] + [fmt(r) for r in body])
+    lines = [fmt(header)] + [fmt(r) for r in body]
+    if len(shown) < len(trials):
+        lines.insert(1 + rows, f"... {len(trials) - len(shown):,} more trials (the first and last {rows} shown) ...")
+    return "\n".join(lines)
 
 
 def cost_lines(sweep: SweepConfig, n_trials: int, at_once: int) -> list[str]:
@@ -177,6 +187,48 @@ def cost_lines(sweep: SweepConfig, n_trials: int, at_once: int) -> list[str]:
         wall = math.ceil(n_trials / at_once) * per / g
         out.append(f"estimated wall-clock: ~{wall:g} h ({at_once} at once, each ~{per / g:g} h on its {g:g}-GPU share)")
     return out
+
+
+def input_cells(task: str, difficulty: int) -> int:
+    """Cells of one example's input: prefix sums a string of `difficulty` bits, mazes an image of
+    about (2n + 6)^2 pixels (9 -> 24 x 24, 59 -> 124 x 124), chess an 8 x 8 board."""
+    return {"prefix_sums": difficulty, "mazes": (2 * difficulty + 6) ** 2}.get(task, 64)
+
+
+def memory_estimate(sweep: SweepConfig, trials: list[TrialConfig]) -> float:
+    """A rough upper estimate of one trial's peak memory in bytes, for the largest trial: training
+    keeps ~8 float32 activations of batch x width x cells per iteration for backprop; testing
+    (no gradients) ~4 of test batch x width x cells at the largest eval difficulty."""
+    width = max(t.width for t in trials)
+    iters = max(t.max_iters for t in trials)
+    train = sweep.train.batch_size * width * input_cells(sweep.task, sweep.data.train) * (8 * iters + 8) * 4
+    test = sweep.test.batch_size * width * input_cells(sweep.task, max(sweep.data.eval)) * 4 * 4
+    return float(max(train, test))
+
+
+def machine_memory() -> float | None:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_line(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, at_once: int) -> str:
+    est = memory_estimate(sweep, trials)
+    line = f"memory per trial (rough, largest trial): ~{est / 2**30:.2g} GiB"
+    ram = machine_memory() if not cap.cluster else None
+    if ram and sweep.resources.gpu == 0 and est * max(at_once, 1) > ram:
+        line += (f"; warning: {max(at_once, 1)} at once need ~{est * max(at_once, 1) / 2**30:.3g} GiB, more "
+                 f"than this machine's {ram / 2**30:.3g} GiB: lower grid.width, train.batch_size or "
+                 f"--max-concurrent")
+    return line
+
+
+def describe_large(sweep: SweepConfig) -> str:
+    """The dry-run report of a grid above the trial cap: its size, without expanding it."""
+    return (f"sweep {sweep.name} ({sweep.path}): task {sweep.task}, {sweep.train.epochs} epochs\n"
+            f"trials: {sweep.grid_size():,} ({' x '.join(f'{len(v)} {k}' for k, v in sweep.grid.items())} x "
+            f"{len(sweep.seeds)} seeds): above the cap of {sweep.max_trials:,} (max_trials); not listed")
 
 
 def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: str,
@@ -204,6 +256,7 @@ def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: 
     ]
     if full is not None:
         lines.append(f"at once with the autoscaler at full size: {min(full, len(trials))}")
+    lines.append(memory_line(sweep, trials, cap, at_once))
     lines += cost_lines(sweep, len(trials), at_once)
     lines.append(f"results: {uri}  (retries per trial: max_failures {sweep.max_failures})")
     return "\n".join(lines)

@@ -12,6 +12,9 @@ process is gone by then. Picklable: Ray saves it inside the experiment state and
 """
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +22,9 @@ from ray.tune import Callback
 
 from deepthink.config import TrialConfig
 from deepthink.results import FinishedResultsExist, failed_rows, write_trial
+
+
+storage_error: str | None = None    # this driver's first storage failure (Tune may copy the callback)
 
 
 def _fmt(v) -> str:
@@ -34,17 +40,44 @@ class SweepProgress(Callback):
         self.max_failures = max_failures
         self.summary_every_s = summary_every_s
         self._last_summary = 0.0
+        self.storage_error: str | None = None    # the first OSError writing the log or failed rows
+
+    def __getstate__(self):
+        return {**self.__dict__, "storage_error": None}
+
+    def storage_failed(self, what: str, e: OSError) -> None:
+        """The driver's own storage failed (disk full, made read-only, gone): say it once and stop
+        the sweep gracefully (as Ctrl-C does: Tune saves its state), so --resume can finish it."""
+        if self.storage_error is not None:
+            return
+        self.storage_error = f"{what}: {type(e).__name__}: {e}"
+        global storage_error
+        storage_error = self.storage_error        # read by the runner after tuner.fit()
+        print(f"deepthink sweep: error: storage failed while {self.storage_error}; stopping the sweep",
+              file=sys.stderr, flush=True)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)     # Tune's graceful stop
+        except OSError:
+            pass
 
     def setup(self, **info) -> None:
-        Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
         self._last_summary = time.monotonic()
+        try:
+            Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self.storage_failed(f"creating the log directory {Path(self.log_path).parent}", e)
 
     # -- output ---------------------------------------------------------------------------------
     def emit(self, line: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {line}"
         print(line, flush=True)
-        with open(self.log_path, "a") as fh:   # opened per line: nothing to lose on a hard kill
-            fh.write(line + "\n")
+        if self.storage_error is not None:
+            return                             # already failed: the terminal still gets the line
+        try:
+            with open(self.log_path, "a") as fh:   # opened per line: nothing to lose on a hard kill
+                fh.write(line + "\n")
+        except OSError as e:
+            self.storage_failed(f"writing the log {self.log_path}", e)
 
     @staticmethod
     def _name(trial) -> str:
@@ -95,6 +128,9 @@ class SweepProgress(Callback):
             wrote = "wrote its rows with status 'failed'"
         except FinishedResultsExist:    # it finished before failing (e.g. in another run): keep that
             wrote = "kept its finished results file (failed rows never replace finished ones)"
+        except OSError as e:
+            self.storage_failed(f"writing the failed rows of trial {trial.trial_id}", e)
+            wrote = "could NOT write its rows (storage failed); --resume retries it"
         self.emit(f"FAILED {trial.trial_id} {self._name(trial)} after {trial.num_failures} failure(s): "
                   f"{last}; {wrote}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -24,6 +25,7 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 from deepthink.config import SweepConfig, TrialConfig
 from deepthink.results import filesystem, is_local
 from deepthink.sweep import lock, plan, repair, state
+from deepthink.sweep import progress
 from deepthink.sweep.progress import SweepProgress
 from deepthink.sweep.prune import KeepLastCheckpoint
 from deepthink.sweep.trainable import train_trial
@@ -160,6 +162,7 @@ def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_ro
             callbacks=[SweepProgress(uri, log_path, sweep.max_failures), KeepLastCheckpoint()]))
 
 
+
 def restore_tuner(sweep: SweepConfig, uri: str, data_root: Path, rerun_finished: bool = False) -> tune.Tuner:
     """--resume: Ray's saved experiment, unfinished and errored trials continue from their checkpoints.
     `rerun_finished`: finished trials are resumed too (some lack their results file: repair.py); the
@@ -229,11 +232,23 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
               f"results: {uri}\nlog: {log_path}", flush=True)
         tuner = restore_tuner(sweep, uri, data_root, rerun_finished) if resume else build_tuner(
             sweep, trials, uri, data_root, max_concurrent, log_path)
+        progress.storage_error = None
         with _sigterm_as_sigint():
             grid = tuner.fit()
+        if progress.storage_error:
+            return _storage_failed(progress.storage_error, uri, rerun)
         return _finish(sweep, sweep_file, uri, grid, log_path, rerun)
+    except OSError as e:       # the driver's own storage: full, read-only, gone (config, log, summary)
+        return _storage_failed(f"{type(e).__name__}: {e}", uri, rerun)
     finally:
         stop_ray()
+
+
+def _storage_failed(error: str, uri: str, rerun: Callable[..., str]) -> int:
+    print(f"deepthink sweep: error: the sweep's storage failed ({error}); the sweep stopped.\n"
+          f"Free space or restore write access to {uri}, then finish it with: {rerun(resume=True)}",
+          file=sys.stderr, flush=True)
+    return 130
 
 
 class _sigterm_as_sigint:

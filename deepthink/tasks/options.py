@@ -14,6 +14,7 @@ from pydantic import Field
 from deepthink.configfile import Number, OneOrMore, Section, rule
 
 SOURCES = ("generated", "published")
+MAX_COUNT = 10_000_000      # examples per difficulty (the largest published set, chess, has 1.5M)
 
 
 class DataConfig(Section):
@@ -22,10 +23,12 @@ class DataConfig(Section):
     train: int = Field(32, description="training difficulty: bits, maze size, or chess index start")
     eval: Annotated[list[int], OneOrMore, Field(min_length=1)] = Field(
         [40, 44], description="test difficulties")
-    count: Annotated[int, Field(ge=1)] = Field(10000, description="examples per difficulty (train and test)")
-    train_count: Annotated[int, rule(lambda v: v >= 2, "an integer >= 2 (train + val) or null (= data.count)")] | None = \
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = Field(
+        10000, description="examples per difficulty (train and test), 1..10^7")
+    train_count: Annotated[int, rule(lambda v: v >= 2, "an integer >= 2 (train + val) or null (= data.count)"),
+                          Field(le=MAX_COUNT)] | None = \
         Field(None, description="examples of the training difficulty (train + val); null: count")
-    seed: Annotated[int, Field(ge=0)] = Field(0, description="data generation seed (not the trial seed)")
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = Field(0, description="data generation seed (not the trial seed), 0..2^32-1")
     val_fraction: Annotated[Number, rule(lambda v: 0 < v < 1, "a fraction strictly between 0 and 1")] = Field(
         0.2, description="train/val split of the training difficulty (reference: 80/20)")
 
