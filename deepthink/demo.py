@@ -53,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
     sweep = parse_sweep(args.file, overrides)
     uri = state.sweep_uri(sweep.storage, sweep.name)
     if args.fresh and Path(uri).exists():
+        from deepthink.sweep.lock import running_driver
+        holder = running_driver(uri)
+        if holder is not None:   # never delete results a running driver is writing
+            print(f"deepthink demo: error: {uri} is in use by a running driver ({holder.describe()}); "
+                  f"wait for it to end, then run `deepthink demo --fresh` again")
+            return 2
         shutil.rmtree(uri)
     resume = bool(state.finished_trials(uri)) and state.has_ray_state(uri)
     if resume:

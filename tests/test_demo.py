@@ -1,5 +1,7 @@
 """The quickstart pipeline (`deepthink demo`), shrunk with --smoke, end to end on embedded Ray, and
 the claim checker on hand-built results."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -50,3 +52,20 @@ def test_claims_are_computed_from_the_results(rec, ff, expect):
     lines = claims(df)
     assert expect[0] in lines[1] and "1." in lines[1]
     assert expect[1] in lines[2] and "2." in lines[2]
+
+
+def test_demo_fresh_never_deletes_a_directory_a_running_driver_holds(tmp_path, capsys):
+    """`--fresh` deletes earlier results; while another driver holds the sweep directory's lock it
+    refuses instead (the directory and its files stay)."""
+    from deepthink.demo import SMOKE_OVERRIDES
+    from deepthink.sweep import lock, state
+    storage = tmp_path / "results"
+    sweep = parse_sweep(QUICKSTART, {**SMOKE_OVERRIDES, "storage": str(storage)})
+    uri = state.sweep_uri(sweep.storage, sweep.name)
+    Path(uri).mkdir(parents=True)
+    (Path(uri) / "trial-x.parquet").write_bytes(b"kept")
+    with lock.hold(uri, log=lambda m: None):
+        rc = main(["demo", "--smoke", "--fresh", "--storage", str(storage), "--data-root", str(tmp_path / "d")])
+    assert rc == 2
+    assert "in use by a running driver" in capsys.readouterr().out
+    assert (Path(uri) / "trial-x.parquet").read_bytes() == b"kept"
