@@ -178,18 +178,35 @@ def write_trial(sweep_uri: str, trial_id: str, rows: list[dict] | pd.DataFrame, 
     return final if "://" not in sweep_uri else sweep_uri.rstrip("/") + "/" + final.rsplit("/", 1)[1]
 
 
+def file_status(fs: pafs.FileSystem, path: str) -> str | None:
+    """'ok' | 'diverged' | 'failed' | 'corrupt' for one trial file; None when there is none.
+    A file holding any 'failed' row counts as failed (a failed trial's rows are all failed);
+    one that cannot be read, or has no or null statuses, is 'corrupt'."""
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    try:
+        statuses = set(pq.read_table(path, columns=["status"], filesystem=fs).column("status").to_pylist())
+    except Exception:    # pyarrow raises ArrowInvalid, OSError, ... on a truncated or foreign file
+        return "corrupt"
+    if not statuses or None in statuses:
+        return "corrupt"
+    if "failed" in statuses:
+        return "failed"
+    return "diverged" if statuses == {"diverged"} else "ok"
+
+
 def finished_status(fs: pafs.FileSystem, path: str) -> str | None:
     """'ok' or 'diverged' when the file at `path` holds a finished trial's rows; None when there is
     no file, it holds failed rows, or it cannot be read (such a file may be replaced)."""
-    try:
-        if fs.get_file_info(path).type == pafs.FileType.NotFound:
-            return None
-        statuses = set(pq.read_table(path, columns=["status"], filesystem=fs).column("status").to_pylist())
-    except Exception:      # truncated or foreign file: not finished results
-        return None
-    if not statuses or not statuses <= {"ok", "diverged"}:
-        return None
-    return "ok" if "ok" in statuses else "diverged"
+    status = file_status(fs, path)
+    return status if status in ("ok", "diverged") else None
+
+
+def trial_statuses(sweep_uri: str) -> dict[str, str]:
+    """{trial id: file_status} for every trial file of the sweep directory."""
+    fs, base = filesystem(sweep_uri)
+    statuses = {tid: file_status(fs, trial_file(base, tid)) for tid in sorted(written_trials(sweep_uri))}
+    return {tid: s for tid, s in statuses.items() if s is not None}
 
 
 def written_trials(sweep_uri: str) -> set[str]:

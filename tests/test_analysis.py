@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.common import AnalysisError
 from analysis.figures import curves
 from analysis.figures import main as figures_main
 from analysis.tables import build_tables, main as tables_main

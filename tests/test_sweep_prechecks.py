@@ -70,7 +70,7 @@ def test_a_few_aliases_still_work_and_lines_are_kept(tmp_path):
                                             (2**64, "an integer < 4294967296")])
 def test_seeds_outside_what_torch_and_numpy_take_are_refused(tmp_path, capsys, seed, expected):
     err = refused(capsys, write(tmp_path, seeds=[seed]))
-    assert f"key 'seeds[0]' (line" in err and f"found {seed}; expected {expected}" in err
+    assert "key 'seeds[0]' (line" in err and f"found {seed}; expected {expected}" in err
 
 
 @pytest.mark.parametrize("key, changes, expected", [

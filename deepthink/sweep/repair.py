@@ -1,6 +1,6 @@
 """Ways out of broken sweep states, used by `deepthink sweep --resume` and the trainable.
 
-    trial_statuses(uri)          {trial id: 'ok' | 'diverged' | 'failed' | 'corrupt'} from the files
+    trial_statuses(uri)          {trial id: 'ok' | 'diverged' | 'failed' | 'corrupt'} (results.py)
     set_aside_corrupt(uri, log)  unreadable trial files -> _corrupt/ (kept for a look); retrained
     finished_without_results()   trials Ray recorded as finished whose results file is missing
     before_resume(uri, ray_dir)  both of the above, said in the log (what --resume calls)
@@ -25,41 +25,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from deepthink.results import filesystem, trial_file, written_trials
+from deepthink.results import filesystem, trial_file, trial_statuses
 
 CORRUPT_DIR = "_corrupt"
 
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def file_status(fs: pafs.FileSystem, path: str) -> str | None:
-    """'ok' | 'diverged' | 'failed' | 'corrupt' for one trial file; None when there is none.
-    A file holding any 'failed' row counts as failed (a failed trial's rows are all failed)."""
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return None
-    try:
-        statuses = set(pq.read_table(path, columns=["status"], filesystem=fs).column("status").to_pylist())
-    except Exception:    # pyarrow raises ArrowInvalid, OSError, ... on a truncated or foreign file
-        return "corrupt"
-    if not statuses or None in statuses:
-        return "corrupt"
-    if "failed" in statuses:
-        return "failed"
-    return "diverged" if statuses == {"diverged"} else "ok"
-
-
-def trial_statuses(uri: str) -> dict[str, str]:
-    fs, base = filesystem(uri)
-    out = {}
-    for tid in sorted(written_trials(uri)):
-        status = file_status(fs, trial_file(base, tid))
-        if status is not None:
-            out[tid] = status
-    return out
 
 
 def set_aside_corrupt(uri: str, log: Callable[[str], None] = _say) -> list[str]:

@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 import yaml
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import filesystem, finished_status, is_local, trial_file, written_trials
+from deepthink.results import filesystem, finished_status, is_local, trial_file, trial_statuses, written_trials
 
 RAY_DIR = "_ray"
 CONFIG_DIR = "_config"
@@ -60,7 +60,6 @@ def has_ray_state(uri: str) -> bool:
 def finished_trials(uri: str) -> set[str]:
     """Trial ids whose results file holds a finished trial (status ok or diverged, not failed).
     A file that cannot be read is not finished (--resume sets it aside and runs the trial again)."""
-    from deepthink.sweep.repair import trial_statuses
     return {tid for tid, s in trial_statuses(uri).items() if s in ("ok", "diverged")}
 
 
