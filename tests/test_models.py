@@ -57,6 +57,7 @@ def test_forward_shapes_and_one_return_type(task_name, model_name):
     # DT-L (no reference count): dt_recall's 80,448 at width 64 + recall bias 64 + 2 interpolation
     # logits + BatchNorm affine 2 x (64 + 64 + 32) = 80,834
     ("prefix_sums", "dt_l", 64, 80_834),
+    ("prefix_sums", "dt_l_relu", 64, 80_834),   # the same layers, another activation
 ])
 def test_parameter_counts_match_reference(task_name, model_name, width, count):
     if task_name not in TASKS:

@@ -81,7 +81,7 @@ def batch_norm(t, w, name):
                         w[f"{name}.bias"], training=False, eps=1e-5)
 
 
-def dt_l_logits(w, x, iters, *, dims):
+def dt_l_logits(w, x, iters, *, dims, act=F.elu):
     """DT-L: F = conv+BN+ReLU; G = DT-Recall's block with spectral-normalized convs, a bias on the
     recall conv, ELU for ReLU and each residual sum x + f(x) replaced by (1 - lam) x + lam f(x);
     H = the reference head with BN after its first two convs."""
@@ -90,13 +90,13 @@ def dt_l_logits(w, x, iters, *, dims):
         z = conv(torch.cat([state, x], 1), spectral_normalized(w, "blocks.0.recall"), dims,
                  bias=w["blocks.0.recall.bias"])
         if dims == 1:                                                       # as DT-Recall 1D: [recall, act]
-            z = F.elu(z)
+            z = act(z)
         for j in range(2):
             p = f"blocks.0.body.{j}"
-            f = conv(F.elu(conv(z, spectral_normalized(w, f"{p}.conv1"), dims)),
+            f = conv(act(conv(z, spectral_normalized(w, f"{p}.conv1"), dims)),
                      spectral_normalized(w, f"{p}.conv2"), dims)
             lam = LAM_EPS + (1 - 2 * LAM_EPS) * torch.sigmoid(w[f"{p}.interp_logit"])
-            z = F.elu((1 - lam) * z + lam * f)
+            z = act((1 - lam) * z + lam * f)
         state = z
     out = F.relu(batch_norm(conv(state, w["head_convs.0.weight"], dims), w, "head_convs.1"))
     out = F.relu(batch_norm(conv(out, w["head_convs.3.weight"], dims), w, "head_convs.4"))
@@ -125,6 +125,8 @@ ORACLES = {
     "dt_recall": reference(recall=True, shared=True),     # paper 2 dt_net_recall_{1d,2d}
     "dt_l": dict(logits=lambda w, x, iters, dims: dt_l_logits(w, x, iters, dims=dims),
                  keys=lambda n_blocks: dt_l_keys()),      # paper 3 (Bear et al. 2024)
+    "dt_l_relu": dict(logits=lambda w, x, iters, dims: dt_l_logits(w, x, iters, dims=dims, act=F.relu),
+                      keys=lambda n_blocks: dt_l_keys()),  # dt_l with ReLU for ELU in G
 }
 
 

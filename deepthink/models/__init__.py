@@ -5,6 +5,7 @@
     dt_net     paper 2 DT: recurrent, no recall
     dt_recall  paper 2 DT-Recall: the input concatenated to the state at every iteration
     dt_l       paper 3 DT-L: DT-Recall with a Lipschitz-constrained recurrent block (docs/models.md)
+    dt_l_relu  DT-L with ReLU for ELU inside the block (deepthink's variant; docs/models.md)
 
 The 1D/2D choice and input channels come from the task, never from the model name.
 """
@@ -22,6 +23,7 @@ class ModelSpec:
     shared: bool
     description: str
     lipschitz: bool = False
+    activation: str = "elu"      # the activation inside a Lipschitz block (lipschitz models only)
 
     @property
     def recurrent(self) -> bool:
@@ -37,6 +39,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("dt_recall", recall=True, shared=True, description="DT-Recall: input recalled every iteration (paper 2)"),
     ModelSpec("dt_l", recall=True, shared=True, lipschitz=True,
               description="DT-L: DT-Recall with a Lipschitz-constrained block (paper 3)"),
+    ModelSpec("dt_l_relu", recall=True, shared=True, lipschitz=True, activation="relu",
+              description="DT-L with ReLU instead of ELU in the block (deepthink; docs/models.md)"),
 ]}
 
 
@@ -60,7 +64,8 @@ def build_model(name: str, *, width: int, max_iters: int, in_channels: int, dims
     spec = get_model_spec(name)
     return ThinkingNet(ModelConfig(width=width, max_iters=max_iters, in_channels=in_channels,
                                    dims=dims, recall=spec.recall, shared=spec.shared,
-                                   lipschitz=spec.lipschitz, out_channels=num_classes))
+                                   lipschitz=spec.lipschitz, activation=spec.activation,
+                                   out_channels=num_classes))
 
 
 __all__ = ["MODELS", "ModelSpec", "ModelConfig", "ThinkingNet", "ThinkOutput", "build_model",

@@ -26,6 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+# The activation inside a Lipschitz block (both are 1-Lipschitz): "elu" is the paper's (dt_l),
+# "relu" the reference nets' (dt_l_relu; docs/models.md has the measurements behind it).
+ACTIVATIONS = {"elu": F.elu, "relu": F.relu}
+
 INTERP_EPS = 1e-4   # lam = EPS + (1 - 2 EPS) sigmoid(logit): strictly inside (0, 1) even where
                     # float32 sigmoid rounds to exactly 1 (logit > ~17) or 0 (logit < ~-104)
 
@@ -65,11 +69,11 @@ class BasicBlock(nn.Module):
     learnable scalar lam in (0, 1) per block (docs/models.md: a scalar, not one per channel, so that
     the combination of two 1-Lipschitz maps stays 1-Lipschitz)."""
 
-    def __init__(self, dims: int, width: int, lipschitz: bool = False):
+    def __init__(self, dims: int, width: int, lipschitz: bool = False, activation: str = "elu"):
         super().__init__()
         make = (lambda: spectral_conv(dims, width, width)) if lipschitz else (lambda: conv(dims, width, width))
         self.conv1, self.conv2 = make(), make()
-        self.act = F.elu if lipschitz else F.relu
+        self.act = ACTIVATIONS[activation] if lipschitz else F.relu
         self.interp_logit = nn.Parameter(torch.zeros(())) if lipschitz else None   # lam = 0.5 at init
 
     def interpolation_weight(self) -> torch.Tensor:
@@ -92,15 +96,17 @@ class RecurBlock(nn.Module):
     lipschitz: every conv spectrally normalized, ELU for ReLU, the recall conv with a bias.
     """
 
-    def __init__(self, dims: int, width: int, recall_channels: int = 0, lipschitz: bool = False):
+    def __init__(self, dims: int, width: int, recall_channels: int = 0, lipschitz: bool = False,
+                 activation: str = "elu"):
         super().__init__()
         if recall_channels:
             self.recall = (spectral_conv(dims, width + recall_channels, width, bias=True) if lipschitz
                            else conv(dims, width + recall_channels, width))
         else:
             self.recall = None
-        self.recall_act = (F.elu if lipschitz else F.relu) if dims == 1 else None
-        self.body = nn.Sequential(BasicBlock(dims, width, lipschitz), BasicBlock(dims, width, lipschitz))
+        self.recall_act = (ACTIVATIONS[activation] if lipschitz else F.relu) if dims == 1 else None
+        self.body = nn.Sequential(BasicBlock(dims, width, lipschitz, activation),
+                                  BasicBlock(dims, width, lipschitz, activation))
 
     def forward(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.recall is not None:

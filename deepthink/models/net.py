@@ -33,6 +33,7 @@ class ModelConfig:
     recall: bool = False    # concatenate the input to the state at every iteration (DT-Recall)
     shared: bool = True     # one block reused every iteration (recurrent) vs separate blocks (ff)
     lipschitz: bool = False  # DT-L: contractive recurrent block, BatchNorm outside it (docs/models.md)
+    activation: str = "elu"  # inside a Lipschitz block: "elu" (the paper's) or "relu"; others always ReLU
     out_channels: int = 2
 
 
@@ -48,7 +49,7 @@ class ThinkingNet(nn.Module):
         recall_ch = cfg.in_channels if cfg.recall else 0
         n_blocks = 1 if cfg.shared else cfg.max_iters
         self.projection = projection(cfg.dims, cfg.in_channels, cfg.width, norm=cfg.lipschitz)
-        self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch, cfg.lipschitz)
+        self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch, cfg.lipschitz, cfg.activation)
                                     for _ in range(n_blocks))
         self.head_convs = head(cfg.dims, cfg.width, cfg.out_channels, norm=cfg.lipschitz)
 
