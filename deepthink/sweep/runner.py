@@ -168,7 +168,7 @@ def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_ro
         param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname, num_samples=num_samples,
-                                    scheduler=make_scheduler(sweep, uri), search_alg=make_search_alg(sweep)),
+                                    scheduler=make_scheduler(sweep, uri, log_path), search_alg=make_search_alg(sweep)),
         run_config=RunConfig(
             name=state.RAY_DIR, storage_path=uri, verbose=0,
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),

@@ -20,6 +20,7 @@ Imported only by runner.py (imports Ray).
 from __future__ import annotations
 
 import sys
+import time
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
@@ -29,11 +30,23 @@ from deepthink.sweep import state
 
 class StopAfterEpoch(AsyncHyperBandScheduler):
     def __init__(self, sweep_uri: str, *, metric: str, mode: str, grace_period: int, reduction_factor: float,
-                 max_t: int):
+                 max_t: int, log_path: str | None = None):
         super().__init__(time_attr="epoch", metric=metric, mode=mode, max_t=max_t, grace_period=grace_period,
                          reduction_factor=reduction_factor, brackets=1, stop_last_trials=True)
         self.sweep_uri = sweep_uri
+        self.log_path = log_path
         self._marked: set[str] = set()
+
+    def _say(self, line: str) -> None:
+        """A line in the progress format, to the terminal and the sweep's log (best effort)."""
+        line = f"{time.strftime('%H:%M:%S')} {line}"
+        print(line, flush=True)
+        if self.log_path:
+            try:
+                with open(self.log_path, "a") as fh:
+                    fh.write(line + "\n")
+            except OSError:
+                pass
 
     def _cutoff(self, trial_id: str, epoch: float) -> tuple[float | None, float | None]:
         """(rung epoch, cutoff) that ASHA compares this result with (for the log; Ray's bookkeeping)."""
@@ -73,8 +86,7 @@ class StopAfterEpoch(AsyncHyperBandScheduler):
                   file=sys.stderr, flush=True)
             return TrialScheduler.CONTINUE
         self._marked.add(trial.trial_id)
-        print(f"stop   {trial.trial_id} after epoch {int(epoch)}: {reason}; it evaluates its last weights",
-              flush=True)
+        self._say(f"stop   {trial.trial_id} after epoch {int(epoch)}: {reason}; it evaluates its last weights")
         return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
@@ -85,10 +97,10 @@ class StopAfterEpoch(AsyncHyperBandScheduler):
         self._trial_info.pop(trial.trial_id, None)
 
 
-def make_scheduler(sweep: SweepConfig, uri: str) -> StopAfterEpoch | None:
+def make_scheduler(sweep: SweepConfig, uri: str, log_path: str | None = None) -> StopAfterEpoch | None:
     """The sweep's scheduler, or None (Tune's FIFO: every trial runs all its epochs)."""
     s = sweep.scheduler
     if s is None:
         return None
     return StopAfterEpoch(uri, metric=s.metric, mode=s.direction, grace_period=s.grace_period,
-                          reduction_factor=s.reduction_factor, max_t=s.max_t or sweep.max_epochs())
+                          reduction_factor=s.reduction_factor, max_t=s.max_t or sweep.max_epochs(), log_path=log_path)

@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 
 from deepthink.config import SweepConfig
-from deepthink.search import OPTUNA_FIX, optuna_installed, optuna_space
+from deepthink import search
+from deepthink.search import OPTUNA_FIX, optuna_space
 from deepthink.sweep.state import SweepError
 
 
 def missing_optuna(sweep: SweepConfig) -> str | None:
     """The one-line reason an adaptive search cannot run here, or None."""
-    if sweep.adaptive and not optuna_installed():
+    if sweep.adaptive and not search.optuna_installed():
         return (f"{sweep.path}: key 'search.algorithm': found 'optuna', but Optuna is not installed; "
                 f"install it with: {OPTUNA_FIX}; or use algorithm: random")
     return None
