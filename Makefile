@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	# easy-to-hard-data pins reportlab==3.5.68 which does not build on Python 3.11; the module
 	# itself only needs numpy, torch and tqdm (installed with deepthink), hence --no-deps.
 	$(BIN)/pip install -q --no-deps easy-to-hard-data==1.0.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,optuna]'
 	touch $(STAMP)
 
 demo: $(STAMP)

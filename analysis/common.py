@@ -4,7 +4,7 @@ Used by `python -m analysis.tables` and `python -m analysis.figures`; not run on
 
 A *trial* is one training run, keyed by (sweep, trial_id). Its config columns (CONFIG_KEYS) are
 the same on every one of its rows; its `status` says whether its numbers may be averaged
-('ok') or must be reported separately ('diverged', 'failed').
+('ok') or must be reported separately ('stopped' early by the scheduler, 'diverged', 'failed').
 """
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import pandas as pd
 from deepthink.results import read_results
 
 # Columns that describe a trial's configuration: what tables and figures group by.
-CONFIG_KEYS = ["task", "model", "width", "depth", "max_iters", "alpha", "lr", "epochs",
+CONFIG_KEYS = ["task", "model", "width", "depth", "max_iters", "alpha", "lr", "weight_decay", "epochs",
                "train_difficulty"]
 GROUP_KEYS = CONFIG_KEYS + ["sweep"]          # allowed for --rows / --cols
 # Preference order for the default column key: the first of these that varies.
-DEFAULT_COL_ORDER = ["depth", "width", "alpha", "max_iters", "lr", "epochs", "train_difficulty",
+DEFAULT_COL_ORDER = ["depth", "width", "alpha", "max_iters", "lr", "weight_decay", "epochs", "train_difficulty",
                      "task", "sweep"]
-STATUS_ORDER = {"ok": 0, "diverged": 1, "failed": 2}   # worst status wins if rows disagree
+STATUS_ORDER = {"ok": 0, "stopped": 1, "diverged": 2, "failed": 3}   # worst status wins if rows disagree
 # --metric -> the accuracy column it reads: the output after exactly test_iters iterations, or per
 # example the most confident output among iterations 1..test_iters.
 METRIC_COLUMNS = {"iteration": "accuracy", "max_confidence": "accuracy_max_confidence"}

@@ -38,6 +38,7 @@ from deepthink.configfile import (ConfigError, Key, Number, OneOrMore, Section, 
 from deepthink.evaluate import TestConfig
 from deepthink.models import MODELS, ModelSpec, get_model_spec, model_iterations
 from deepthink.optim import Alpha, Epochs, LearningRate, TrainConfig
+from deepthink.search import METRICS, Distribution, SchedulerConfig, SearchConfig, check_space, draw_samples
 from deepthink.tasks import TASKS
 from deepthink.tasks.options import DataConfig, check_data
 
@@ -89,8 +90,10 @@ def _values(item_type: Any) -> Any:
 class Grid(Section):
     """Section `grid:`: the Cartesian product of every list. Only keys that the results record as
     columns may vary: anything else would give rows that the tables cannot tell apart."""
-    model: _values(ModelName) = Field(description=f"a list of models from {sorted(MODELS)}")
-    width: _values(Width) = Field(description=f"a list of channel widths, 1..{MAX_WIDTH}")
+    model: _values(ModelName) | None = Field(
+        None, description=f"a list of models from {sorted(MODELS)} (required unless search.space has model)")
+    width: _values(Width) | None = Field(
+        None, description=f"a list of channel widths, 1..{MAX_WIDTH} (required unless search.space has width)")
     depth: _values(Annotated[int, Field(le=4 * MAX_ITERS + 4), AfterValidator(_valid_depth)]) | None = Field(
         None, description=f"effective depths 4*k + 4 (paper 1), at most {4 * MAX_ITERS + 4}; or give max_iters")
     max_iters: _values(Iterations) | None = Field(
@@ -143,6 +146,10 @@ class SweepFile(Section):
     max_trials: Annotated[int, Field(ge=1)] = Field(
         MAX_TRIALS, description=f"refuse a grid of more trials than this (default {MAX_TRIALS:,}; "
                                 "or `deepthink sweep --max-trials N`)")
+    search: SearchConfig | None = Field(None, description="sampled keys (random search or Optuna's TPE): "
+                                                          "num_samples x seeds trials (x grid points)")
+    scheduler: SchedulerConfig | None = Field(None, description="early stopping (ASHA); none: every trial "
+                                                                "runs all its epochs")
 
     @model_validator(mode="before")
     @classmethod
@@ -208,10 +215,25 @@ class SweepConfig:
     description: str = ""
     cost: dict[str, float] = field(default_factory=dict)
     max_trials: int = MAX_TRIALS
+    search: SearchConfig | None = None
+    space: dict[str, Distribution] = field(default_factory=dict)   # search.space, values as the keys take them
+    scheduler: SchedulerConfig | None = None
+
+    @property
+    def adaptive(self) -> bool:
+        """Optuna's TPE: the trials are proposed during the run, not listed before it."""
+        return self.search is not None and self.search.algorithm == "optuna"
+
+    def size_factors(self) -> list[tuple[int, str]]:
+        """(count, what) whose product is the number of trials before repeats are dropped."""
+        factors = [(len(v), k) for k, v in self.grid.items()]
+        if self.search is not None:
+            factors.append((self.search.num_samples, "samples"))
+        return factors + [(len(self.seeds), "seeds")]
 
     def grid_size(self) -> int:
-        """Grid points x seeds, without expanding them (an upper bound of len(trials()))."""
-        return math.prod(len(v) for v in self.grid.values()) * len(self.seeds)
+        """Grid points x samples x seeds, without expanding them (an upper bound of the trials)."""
+        return math.prod(n for n, _ in self.size_factors())
 
     def check_trial_count(self, cli_limit: int | None = None, where: str = "") -> None:
         """Refuse a grid of more than max_trials (or --max-trials) trials, before expanding it."""
@@ -220,28 +242,62 @@ class SweepConfig:
         if n > limit:
             raise ConfigError(
                 f"{self.path}: key 'max_trials'{where}: found a grid of {n:,} trials "
-                f"({' x '.join(f'{len(v)} {k}' for k, v in self.grid.items())} x {len(self.seeds)} seeds); "
+                f"({' x '.join(f'{c} {k}' for c, k in self.size_factors())}); "
                 f"expected at most {limit:,}: shrink the grid, or raise the cap with `max_trials: {n}` "
                 f"in the file or --max-trials {n}")
 
     def trials(self) -> list[TrialConfig]:
-        return expand_trials(self)
+        """Every trial, in order (a grid, or a random search's samples x grid x seeds); empty for an
+        adaptive search (Optuna proposes its trials during the run: see n_trials and template)."""
+        return [] if self.adaptive else expand_trials(self)
+
+    def n_trials(self, trials: list[TrialConfig] | None = None) -> int:
+        return self.search.num_samples * len(self.seeds) if self.adaptive else len(
+            trials if trials is not None else self.trials())
+
+    def template(self) -> TrialConfig:
+        """The trial every point starts from: the grid's first values, the file's `train`, seed
+        seeds[0] (a sampled model/width takes its first choice or lower bound until a point sets it)."""
+        first = {k: v[0] for k, v in self.grid.items()}
+        for key, dist in self.space.items():
+            first.setdefault(key.split(".", 1)[-1] if key.startswith("train.") else key, dist.args[0])
+        max_iters = model_iterations(depth=first["depth"]) if "depth" in first else first["max_iters"]
+        return TrialConfig(sweep=self.name, task=self.task, model=first["model"], width=first["width"],
+                           max_iters=max_iters, depth=4 * max_iters + 4, seed=self.seeds[0], data=self.data,
+                           train=self.train, test=self.test, storage=self.storage)
+
+    def max_epochs(self) -> int:
+        """The most epochs any trial trains (ASHA's default max_t)."""
+        if "epochs" in self.grid:
+            return max(self.grid["epochs"])
+        dist = self.space.get("train.epochs")
+        if dist is not None:
+            return max(dist.args)
+        return self.train.epochs
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved sweep (saved beside the results as _config/sweep.yaml)."""
-        return {"name": self.name, "task": self.task, "description": self.description,
-                "data": self.data.to_dict(), "grid": self.grid, "seeds": self.seeds,
-                "train": self.train.to_dict(), "test": self.test.to_dict(),
-                "resources": self.resources.to_dict(), "storage": self.storage,
-                "max_failures": self.max_failures, "cost": self.cost}
+        d = {"name": self.name, "task": self.task, "description": self.description,
+             "data": self.data.to_dict(), "grid": self.grid, "seeds": self.seeds,
+             "train": self.train.to_dict(), "test": self.test.to_dict(),
+             "resources": self.resources.to_dict(), "storage": self.storage,
+             "max_failures": self.max_failures, "cost": self.cost}
+        if self.search is not None:
+            d["search"] = {**self.search.to_dict(), "mode": self.search.direction,
+                           "space": {k: {v.kind: v.args} for k, v in self.space.items()}}
+        if self.scheduler is not None:
+            d["scheduler"] = {**self.scheduler.to_dict(), "mode": self.scheduler.direction,
+                              "max_t": self.scheduler.max_t or self.max_epochs()}
+        return d
 
     def unused_settings(self) -> list[str]:
         """Lines for the dry run: grid/train settings that some models of the grid do not use."""
         lines = []
+        models = self.grid.get("model") or self.space["model"].args
         for key, (uses, value) in MODEL_SETTINGS.items():
             configured = self.grid.get(key, [self.train.to_dict()[key]])
-            idle = [m for m in self.grid["model"] if not uses(get_model_spec(m))]
-            if idle and configured != [value]:
+            idle = [m for m in models if not uses(get_model_spec(m))]
+            if idle and (configured != [value] or f"train.{key}" in self.space):
                 lines.append(f"{key}: not used by {', '.join(idle)} (separate blocks): "
                              f"{'its' if len(idle) == 1 else 'their'} trials train and record {key} {value:g}"
                              + (f", once instead of once per {key} ({len(configured)} values)"
@@ -251,21 +307,48 @@ class SweepConfig:
 
 # ---- reading a file ------------------------------------------------------------------------------
 
+GRID_TRAIN_KEYS = ("alpha", "lr", "epochs")     # train keys that the grid may list
+
+
+def _grid_list(key: str, value: Any) -> list:
+    """A value given for a grid key on the command line, as the grid's list: a list as given,
+    `16,32` (YAML reads it as text) as [16, 32], a single value as a list of one."""
+    from deepthink.configfile import parse_value
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("[") and not value.rstrip().endswith("]"):
+        raise ConfigError(f"command line: --set {key}={value}: found {value!r}; expected a YAML list such as "
+                          f"{key}=[16,32]")
+    if isinstance(value, str) and "," in value:
+        return [parse_value(part.strip()) for part in value.split(",")]
+    return [value]
+
+
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], list[Key]]:
     """Dotted-key overrides (`train.lr=0.01`, `model=dt_net`, `width=64`, `seed=3`) applied to a
     copy of a raw YAML mapping; returns it and the key paths set. A grid key (model, width, depth,
-    max_iters, or a train key the grid lists) takes a list as given and a single value as a list of one."""
+    max_iters, or lr/alpha/epochs as `lr=` or `train.lr=`) takes a list as given (`width=[16,32]` or
+    `width=16,32`) and a single value as a list of one. A list for lr/alpha/epochs makes it a grid key."""
     raw = copy.deepcopy(raw)
     grid = raw.get("grid") if isinstance(raw.get("grid"), dict) else None
     changed: list[Key] = []
     for key, value in overrides.items():
         parts = tuple(key.split("."))
-        if len(parts) == 1 and grid is not None and (key in MODEL_GRID_KEYS or key in grid):
-            if key in ("depth", "max_iters"):
+        if len(parts) == 1 and key in GRID_TRAIN_KEYS:
+            parts = ("train", key)          # `lr=` means train.lr (a list: the grid's lr)
+        name = parts[-1]
+        is_grid = grid is not None and (
+            (len(parts) == 1 and (key in MODEL_GRID_KEYS or key in grid)) or
+            (parts[0] == "train" and len(parts) == 2 and name in GRID_TRAIN_KEYS and
+             (name in grid or isinstance(value, list) or (isinstance(value, str) and "," in value))))
+        if is_grid:
+            if name in ("depth", "max_iters"):
                 grid.pop("depth", None)
                 grid.pop("max_iters", None)
-            grid[key] = value if isinstance(value, list) else [value]
-            changed.append(("grid", key))
+            grid[name] = _grid_list(name, value)
+            changed.append(("grid", name))
+            if parts[0] == "train" and isinstance(raw.get("train"), dict):
+                raw["train"].pop(name, None)     # the grid gives it; the file's single value would be ignored
             continue
         if parts == ("seed",):
             raw["seeds"] = value if isinstance(value, list) else [value]
@@ -278,9 +361,6 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> tuple[dic
                 raise ConfigError(f"command line: override {key}: '{'.'.join(parts[:i + 1])}' is not a mapping")
         node[parts[-1]] = value
         changed.append(parts)
-        if parts[0] == "train" and len(parts) == 2 and grid is not None and parts[1] in grid:
-            grid[parts[1]] = value if isinstance(value, list) else [value]
-            changed.append(("grid", parts[1]))
     return raw, changed
 
 
@@ -311,6 +391,23 @@ def _error(path: str, problems: list[tuple[Key, Any, str]], lines: dict[Key, int
     return ConfigError("\n".join(msgs))
 
 
+def _check_scheduler(f: SweepFile, max_epochs: int) -> list[tuple[Key, Any, str]]:
+    sch, problems = f.scheduler, []
+    for section, cfg in (("scheduler", sch), ("search", f.search)):
+        if cfg is not None and cfg.mode is not None and cfg.mode != METRICS[cfg.metric]:
+            problems.append(((section, "mode"), cfg.mode,
+                             f"'{METRICS[cfg.metric]}' for {cfg.metric} ({'higher' if METRICS[cfg.metric] == 'max' else 'lower'} "
+                             f"is better), or leave mode out"))
+    if sch is None:
+        return problems
+    max_t = sch.max_t or max_epochs
+    if sch.grace_period > max_t:
+        problems.append((("scheduler", "grace_period"), sch.grace_period,
+                         f"at most max_t ({max_t} epochs{'' if sch.max_t else ', the trials train.epochs'}): "
+                         f"a trial cannot be stopped after it has ended"))
+    return problems
+
+
 def validate(raw: dict[str, Any], path: str = "<config>", lines: dict[Key, int] | None = None,
              changed: list[Key] | None = None) -> SweepConfig:
     lines, changed = lines or {}, changed or []
@@ -328,38 +425,86 @@ def validate(raw: dict[str, Any], path: str = "<config>", lines: dict[Key, int] 
         raise _error(path, [(tuple(key.split(".")) if isinstance(key, str) else key, found, allowed)], lines, changed)
     grid = f.grid.model_dump()
     given = [k for k in raw["grid"] if grid[k] is not None]   # the file's order
+    space: dict[str, Distribution] = {}
+    if f.search is not None:
+        space, problems = check_space(f.search, grid)
+        if problems:
+            raise _error(path, problems, lines, changed)
+    have = set(given) | {k.split(".", 1)[-1] if k.startswith("train.") else k for k in space}
+    for key, what in (("model", f"a list of models from {sorted(MODELS)}"),
+                      ("width", f"a list of channel widths, 1..{MAX_WIDTH}")):
+        if key not in have:
+            raise _error(path, [(("grid", key), None, f"this key to be present: {what} (or search.space.{key})")],
+                         lines, changed)
     if f.grid.depth is not None and f.grid.max_iters is not None:
         raise _error(path, [(("grid",), "depth and max_iters", "only one of depth or max_iters")], lines, changed)
-    if f.grid.depth is None and f.grid.max_iters is None:
-        raise _error(path, [(("grid", "depth"), None, "grid.depth (effective depth) or grid.max_iters")],
-                     lines, changed)
+    if "depth" not in have and "max_iters" not in have:
+        raise _error(path, [(("grid", "depth"), None, "grid.depth (effective depth) or grid.max_iters "
+                                                      "(or either in search.space)")], lines, changed)
     cost = {k: v for k, v in f.cost.to_dict().items() if v is not None}
-    return SweepConfig(path=path, name=f.name, task=f.task, data=f.data, grid={k: grid[k] for k in given},
-                       seeds=f.seeds, train=f.train, test=f.test, resources=f.resources, storage=f.storage,
-                       max_failures=f.max_failures, description=f.description, cost=cost,
-                       max_trials=f.max_trials)
+    sweep = SweepConfig(path=path, name=f.name, task=f.task, data=f.data, grid={k: grid[k] for k in given},
+                        seeds=f.seeds, train=f.train, test=f.test, resources=f.resources, storage=f.storage,
+                        max_failures=f.max_failures, description=f.description, cost=cost,
+                        max_trials=f.max_trials, search=f.search, space=space, scheduler=f.scheduler)
+    problems = _check_scheduler(f, sweep.max_epochs())
+    if problems:
+        raise _error(path, problems, lines, changed)
+    return sweep
+
+
+def point_trial(base: TrialConfig, point: dict[str, Any], seed: int) -> TrialConfig:
+    """`base` (the sweep's template: the file's `train`) with the values of one grid point or
+    sample, keyed by grid name (model, width, depth | max_iters, lr, alpha, weight_decay, epochs),
+    and `seed`. A MODEL_SETTINGS key takes, for a model that does not use it, the value used instead."""
+    model = point.get("model", base.model)
+    spec = get_model_spec(model)
+    train_values = {k: v for k, v in point.items() if k not in MODEL_GRID_KEYS}
+    for key, (uses, value) in MODEL_SETTINGS.items():
+        if not uses(spec):
+            train_values[key] = value
+    train = base.train.replace(**train_values) if train_values else base.train
+    if "depth" in point:
+        max_iters = model_iterations(depth=point["depth"])
+    else:
+        max_iters = point.get("max_iters", base.max_iters)
+    return dataclasses.replace(base, model=model, width=point.get("width", base.width), max_iters=max_iters,
+                               depth=4 * max_iters + 4, seed=seed, train=train)
+
+
+def sample_point(sample: dict[str, Any]) -> dict[str, Any]:
+    """A sample keyed by search keys ('train.lr') -> keyed by grid names ('lr')."""
+    return {(k.split(".", 1)[1] if k.startswith("train.") else k): v for k, v in sample.items()}
+
+
+def trial_from_tune(config: dict[str, Any]) -> TrialConfig:
+    """The TrialConfig of a Ray Tune trial's config: {"trial": TrialConfig dict} (a grid or a random
+    search), or {"trial": template, "sample": {key: value}, "seeds": [...], "__trial_index__": i}
+    (Optuna's proposal, repeated once per seed: deepthink/sweep/searchers.py)."""
+    base = TrialConfig.from_dict(config["trial"])
+    if "sample" not in config:
+        return base
+    seeds = config.get("seeds") or [base.seed]
+    return point_trial(base, sample_point(config["sample"]), seeds[int(config.get("__trial_index__", 0))])
 
 
 def expand_trials(s: SweepConfig) -> list[TrialConfig]:
-    """One TrialConfig per grid point x seed, in the file's order. A MODEL_SETTINGS key takes, for a
-    model that does not use it, the value used instead (and such points are not repeated)."""
+    """One TrialConfig per grid point x seed (a random search: per sample x grid point x seed), in
+    the file's order. A point that repeats another (a setting the model does not use, or a sample
+    drawn twice) is not repeated."""
     keys = list(s.grid)
+    if s.search is not None:
+        samples = [sample_point(p) for p in draw_samples(s.space, s.search.num_samples, s.search.seed)]
+    else:
+        samples = [{}]
+    base = s.template()
     trials, seen = [], set()
-    for combo in itertools.product(*(s.grid[k] for k in keys)):
-        point = dict(zip(keys, combo))
-        spec = get_model_spec(point["model"])
-        train_values = {k: v for k, v in point.items() if k not in MODEL_GRID_KEYS}
-        for key, (uses, value) in MODEL_SETTINGS.items():
-            if not uses(spec):
-                train_values[key] = value
-        train = s.train.replace(**train_values) if train_values else s.train
-        max_iters = model_iterations(depth=point["depth"]) if "depth" in point else point["max_iters"]
-        key = (point["model"], point["width"], max_iters, tuple(sorted(train_values.items())))
-        if key in seen:
-            continue
-        seen.add(key)
-        for seed in s.seeds:
-            trials.append(TrialConfig(
-                sweep=s.name, task=s.task, model=point["model"], width=point["width"], max_iters=max_iters,
-                depth=4 * max_iters + 4, seed=seed, data=s.data, train=train, test=s.test, storage=s.storage))
+    for sample in samples:
+        for combo in itertools.product(*(s.grid[k] for k in keys)):
+            point = {**dict(zip(keys, combo)), **sample}
+            first = point_trial(base, point, s.seeds[0])
+            key = (first.model, first.width, first.max_iters, repr(sorted(first.train.to_dict().items())))
+            if key in seen:
+                continue
+            seen.add(key)
+            trials += [dataclasses.replace(first, seed=seed) for seed in s.seeds]
     return trials

@@ -14,6 +14,8 @@ Everything that turns user text into config values lives here, so a file, `--set
 from __future__ import annotations
 
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
@@ -275,14 +277,31 @@ def explain(e: ValidationError, model: type[BaseModel] | None = None) -> list[tu
     return out
 
 
+def _inner(ann: Any) -> Any:
+    """A section class in an annotation (`X`, `X | None`), or ("mapping", value annotation) for a
+    `dict[str, X]`; None otherwise."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    if typing.get_origin(ann) is dict:
+        return ("mapping", typing.get_args(ann)[1])
+    for arg in typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else ():
+        found = _inner(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _section(model: type[BaseModel] | None, loc: Key) -> type[BaseModel] | None:
     """The nested section class at `loc` (None where the path leaves the sections)."""
+    current: Any = model
     for part in loc:
-        if model is None or isinstance(part, int) or part not in model.model_fields:
+        if isinstance(current, tuple):            # a mapping of sections: any key leads to its value
+            current = _inner(current[1])
+            continue
+        if current is None or isinstance(part, int) or part not in current.model_fields:
             return None
-        ann = model.model_fields[part].annotation
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-    return model
+        current = _inner(current.model_fields[part].annotation)
+    return current if isinstance(current, type) else None
 
 
 def known_keys(model: type[BaseModel] | None, loc: Key) -> list[str]:

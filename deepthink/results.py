@@ -51,6 +51,7 @@ SCHEMA = pa.schema([
     ("epochs", pa.int64()),
     ("epochs_completed", pa.int64()),
     ("lr", pa.float64()),
+    ("weight_decay", pa.float64()),
     ("n_params", pa.int64()),
     ("train_seconds", pa.float64()),
     ("node", pa.string()),
@@ -61,7 +62,8 @@ COLUMNS = SCHEMA.names
 REQUIRED = ["sweep", "trial_id", "task", "model", "width", "depth", "max_iters", "alpha", "seed",
             "train_difficulty", "split", "difficulty", "test_iters", "accuracy", "n_examples",
             "status", "epochs", "lr", "n_params", "train_seconds"]
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "stopped", "failed")
+FINISHED = ("ok", "diverged", "stopped")      # a trial with such rows is never trained again
 SPLITS = ("train", "val", "test")
 ROW_KEY = ["trial_id", "split", "difficulty", "test_iters"]     # unique within a sweep directory
 
@@ -74,12 +76,13 @@ def trial_columns(cfg, trial_id: str) -> dict:
     return {"sweep": cfg.sweep, "trial_id": trial_id, "task": cfg.task, "model": cfg.model,
             "width": cfg.width, "depth": cfg.depth, "max_iters": cfg.max_iters, "alpha": cfg.train.alpha,
             "seed": cfg.seed, "train_difficulty": cfg.data.train, "epochs": cfg.train.epochs,
-            "lr": cfg.train.lr}
+            "lr": cfg.train.lr, "weight_decay": cfg.train.weight_decay}
 
 
 def trained_rows(cfg, trial_id: str, evaluations: list, *, status: str, epochs_completed: int,
                  n_params: int, train_seconds: float, node: str, device: str) -> list[dict]:
-    """Rows of a trained (status 'ok') or diverged trial: one per (split, difficulty, test_iters).
+    """Rows of a trained (status 'ok'), diverged or early-stopped ('stopped': the scheduler ended it
+    after `epochs_completed` of its epochs) trial: one per (split, difficulty, test_iters).
     `evaluations`: [(split, difficulty, result)] where result.accuracy('iteration') and
     result.accuracy('max_confidence') list percents after 1..K iterations (deepthink.evaluate)."""
     common = {**trial_columns(cfg, trial_id), "status": status, "epochs_completed": epochs_completed,
@@ -156,7 +159,7 @@ def write_trial(sweep_uri: str, trial_id: str, rows: list[dict] | pd.DataFrame, 
                 replace_finished: bool = False) -> str:
     """Atomically write (or replace) one trial's rows. Returns the file path/URI written.
 
-    A file that already holds finished rows (status ok or diverged) is never replaced by failed
+    A file that already holds finished rows (status ok, diverged or stopped) is never replaced by failed
     rows, and by finished ones only with `replace_finished=True` (`deepthink train` re-evaluating
     a trained model); otherwise FinishedResultsExist is raised and the file is left as it is."""
     fs, base = filesystem(sweep_uri)
@@ -179,7 +182,7 @@ def write_trial(sweep_uri: str, trial_id: str, rows: list[dict] | pd.DataFrame, 
 
 
 def file_status(fs: pafs.FileSystem, path: str) -> str | None:
-    """'ok' | 'diverged' | 'failed' | 'corrupt' for one trial file; None when there is none.
+    """'ok' | 'diverged' | 'stopped' | 'failed' | 'corrupt' for one trial file; None when there is none.
     A file holding any 'failed' row counts as failed (a failed trial's rows are all failed);
     one that cannot be read, or has no or null statuses, is 'corrupt'."""
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
@@ -192,14 +195,17 @@ def file_status(fs: pafs.FileSystem, path: str) -> str | None:
         return "corrupt"
     if "failed" in statuses:
         return "failed"
-    return "diverged" if statuses == {"diverged"} else "ok"
+    for one in ("diverged", "stopped"):
+        if statuses == {one}:
+            return one
+    return "ok"
 
 
 def finished_status(fs: pafs.FileSystem, path: str) -> str | None:
-    """'ok' or 'diverged' when the file at `path` holds a finished trial's rows; None when there is
-    no file, it holds failed rows, or it cannot be read (such a file may be replaced)."""
+    """'ok', 'diverged' or 'stopped' when the file at `path` holds a finished trial's rows; None
+    when there is no file, it holds failed rows, or it cannot be read (such a file may be replaced)."""
     status = file_status(fs, path)
-    return status if status in ("ok", "diverged") else None
+    return status if status in FINISHED else None
 
 
 def trial_statuses(sweep_uri: str) -> dict[str, str]:

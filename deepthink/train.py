@@ -56,7 +56,7 @@ NAN_CHECK_EVERY = 50          # batches between the (only) host reads of the run
 
 @dataclass
 class TrialOutcome:
-    status: str               # 'ok' | 'diverged'
+    status: str               # 'ok' | 'diverged' | 'stopped'
     rows: list[dict]          # deepthink.results rows (metric 'iteration' and 'max_confidence')
     epochs_completed: int
     train_seconds: float
@@ -158,7 +158,7 @@ class _Run:
     checkpoint_dir: Path
     epoch: int = 0                # epochs completed
     train_seconds: float = 0.0
-    status: str = "training"      # training | diverged (a finished trial has epoch == cfg.train.epochs)
+    status: str = "training"      # training | diverged | stopped (a finished trial has epoch == cfg.train.epochs)
 
     def save(self) -> None:
         save_checkpoint(self.checkpoint_dir, {
@@ -172,10 +172,15 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
               resume_from: Path | None = None,
               on_epoch: Callable[[dict, Path | None], None] | None = None,
               device: str | None = None, log: Callable[[str], None] = print,
-              node: str | None = None, device_label: str | None = None) -> TrialOutcome:
+              node: str | None = None, device_label: str | None = None,
+              should_stop: Callable[[int], str | None] | None = None) -> TrialOutcome:
     """Train (or continue training) one trial, evaluate it, return its result rows (built by
     deepthink.results.trained_rows). `node` / `device_label` go into the rows' `node` and `device`
-    columns (default: this host's name, the torch device); the sweep passes its Ray node and GPU."""
+    columns (default: this host's name, the torch device); the sweep passes its Ray node and GPU.
+
+    `should_stop(epochs done)`: asked before every epoch after the first (a sweep's early-stopping
+    scheduler); a reason (text) ends training there: the weights of that epoch are evaluated and
+    the rows say status 'stopped' with the epochs completed."""
     check_usable(cfg)
     dev = resolve_device(device)
     task = get_task(cfg.task)
@@ -190,8 +195,8 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
         f"alpha {cfg.train.alpha:g} seed {cfg.seed} | {n_params:,} parameters | {dev} {run.precision.name}"
         f"{' channels-last' if run.precision.channels_last else ''} {torch.get_num_threads()} threads | "
         f"train {len(splits[0])} val {len(splits[1])} examples")
-    _train(run, task, splits[0], splits[1], dev, on_epoch, log)
-    status = "diverged" if run.status == "diverged" else "ok"
+    _train(run, task, splits[0], splits[1], dev, on_epoch, log, should_stop)
+    status = run.status if run.status in ("diverged", "stopped") else "ok"
     results = _evaluate(run, task, splits, dev, log)
     rows = trained_rows(cfg, trial_id, results, status=status, epochs_completed=run.epoch, n_params=n_params,
                         train_seconds=run.train_seconds, node=node or socket.gethostname(),
@@ -219,8 +224,10 @@ def _start(cfg: TrialConfig, task, dev: torch.device, checkpoint_dir: Path, resu
 
 
 def _train(run: _Run, task, train: Split, val: Split, dev: torch.device,
-           on_epoch: Callable[[dict, Path | None], None] | None, log: Callable[[str], None]) -> None:
-    """Epochs until cfg.train.epochs or a non-finite loss (then: status diverged, last good weights)."""
+           on_epoch: Callable[[dict, Path | None], None] | None, log: Callable[[str], None],
+           should_stop: Callable[[int], str | None] | None = None) -> None:
+    """Epochs until cfg.train.epochs, a non-finite loss (then: status diverged, last good weights)
+    or `should_stop` giving a reason (then: status stopped, the weights of the last epoch)."""
     cfg, model, precision = run.cfg, run.model, run.precision
     x_train = precision.prepare_inputs(train.inputs.to(dev))
     y_train = train.targets.to(dev)
@@ -228,6 +235,12 @@ def _train(run: _Run, task, train: Split, val: Split, dev: torch.device,
     x_val, y_val = precision.prepare_inputs(val.inputs.to(dev)), val.targets.to(dev)
     good = _snapshot(model)
     while run.status == "training" and run.epoch < cfg.train.epochs:
+        reason = should_stop(run.epoch) if should_stop is not None and run.epoch > 0 else None
+        if reason:
+            run.status = "stopped"
+            log(f"stopped after epoch {run.epoch}/{cfg.train.epochs}: {reason}; evaluating the weights of epoch "
+                f"{run.epoch}")
+            return
         t0 = time.perf_counter()
         loss, lr = train_epoch(model, run.opt, cfg, cfg.train.alpha, run.epoch, data, run.shuffle, run.rng, precision)
         if not (math.isfinite(loss) and _weights_finite(model)):

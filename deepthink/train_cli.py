@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         multi = {k: v for k, v in sweep.grid.items() if len(v) > 1}
         if len(sweep.seeds) > 1:
             multi["seeds"] = sweep.seeds
+        if sweep.search is not None:
+            multi["search"] = f"{sweep.search.algorithm}, num_samples {sweep.search.num_samples}"
         raise ConfigError(f"{args.file}: expands to {len(trials)} trials ({multi}); `deepthink train` runs "
                           f"one: give each list one value (or override it, e.g. --seed 0), or run the "
                           f"whole grid with `deepthink sweep {args.file}`")

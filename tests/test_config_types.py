@@ -68,7 +68,7 @@ REJECT = [
     ("train", "lr", "true", "a number"),            # booleans are not numbers
     ("train", "lr", "-1e-3", "a positive number"),
     ("train", "lr", ".nan", "a finite number"),
-    ("train", "lr", "[0.1]", "a number"),
+    ("train", "weight_decay", "[0.1]", "a number"),   # a list for lr is a grid on the command line
     ("train", "epochs", "1.5", "an integer"),
     ("train", "epochs", "'3'", "an integer"),       # quoted integers stay text
     ("train", "epochs", "true", "an integer"),

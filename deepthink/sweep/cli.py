@@ -7,7 +7,7 @@
 
 Results: <storage>/<name>/trial-<id>.parquet (pandas.read_parquet(<storage>/<name>) reads them all),
 beside _config/ (the resolved sweep), _ray/ (Ray's state, for --resume) and _logs/sweep.log.
-Exit status: 0 all trials finished (ok or diverged), 1 some failed for good, 2 bad file or refused
+Exit status: 0 all trials finished (ok, diverged or stopped early), 1 some failed for good, 2 bad file or refused
 (another driver running the same directory included: --wait waits for it instead), 130 interrupted
 (Ctrl-C or SIGTERM; finish with --resume).
 """
@@ -51,7 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override the file's `storage:` (local path, shared mount, s3://..., gs://...)")
     p.add_argument("--set", action="append", default=[], type=_key_value, metavar="KEY=VALUE", dest="overrides",
                    help="override a key of the file (repeatable; VALUE read as YAML): train.epochs=5, "
-                        "data.count=500, seeds=[0,1], width=64 (a grid key becomes a one-value list)")
+                        "train.lr=1e-3, data.count=500, seeds=[0,1], width=64 (a grid key becomes a one-value "
+                        "list), width=[16,32] or width=16,32 (a list: grid values; also lr/alpha/epochs), "
+                        "search.num_samples=1")
     p.add_argument("--max-concurrent", type=_positive_int, default=None, metavar="N",
                    help="run at most N trials at once (default: as many as resources allow)")
     p.add_argument("--max-trials", type=_positive_int, default=None, metavar="N",
@@ -103,9 +105,16 @@ def run(args: argparse.Namespace) -> int:
     check_storage(sweep.path, sweep.storage, uri, " (--storage)" if args.storage else "")
     data_root = resolve_data_root(args.data_root)     # the same path on every node
     address = args.address or os.environ.get("RAY_ADDRESS") or None
+    from deepthink.sweep.searchers import missing_optuna
+    problem = missing_optuna(sweep)
     try:
         if args.dry_run:
-            return _dry_run(sweep, trials, uri, address, args.max_concurrent)
+            code = _dry_run(sweep, trials, uri, address, args.max_concurrent)
+            if problem:
+                print(f"warning: a real run here is refused: {problem}")
+            return code
+        if problem:
+            raise state.SweepError(problem)
         from deepthink.sweep.runner import run_sweep   # imports Ray: only when a sweep really runs
         return run_sweep(sweep, trials, sweep_file=args.file, uri=uri, data_root=data_root, address=address,
                          resume=args.resume, max_concurrent=args.max_concurrent,

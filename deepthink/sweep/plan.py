@@ -195,12 +195,28 @@ def input_cells(task: str, difficulty: int) -> int:
     return {"prefix_sums": difficulty, "mazes": (2 * difficulty + 6) ** 2}.get(task, 64)
 
 
+def largest(sweep: SweepConfig, trials: list[TrialConfig]) -> tuple[int, int]:
+    """(width, max_iters) of the largest trial: of the listed trials, or for an adaptive search the
+    upper ends of its space."""
+    if trials:
+        return max(t.width for t in trials), max(t.max_iters for t in trials)
+    from deepthink.models import model_iterations
+    t = sweep.template()
+    width = max(sweep.space["width"].args) if "width" in sweep.space else t.width
+    if "max_iters" in sweep.space:
+        iters = max(sweep.space["max_iters"].args)
+    elif "depth" in sweep.space:
+        iters = model_iterations(depth=max(sweep.space["depth"].args))
+    else:
+        iters = t.max_iters
+    return width, iters
+
+
 def memory_estimate(sweep: SweepConfig, trials: list[TrialConfig]) -> float:
     """A rough upper estimate of one trial's peak memory in bytes, for the largest trial: training
     keeps ~8 float32 activations of batch x width x cells per iteration for backprop; testing
     (no gradients) ~4 of test batch x width x cells at the largest eval difficulty."""
-    width = max(t.width for t in trials)
-    iters = max(t.max_iters for t in trials)
+    width, iters = largest(sweep, trials)
     train = sweep.train.batch_size * width * input_cells(sweep.task, sweep.data.train) * (8 * iters + 8) * 4
     test = sweep.test.batch_size * width * input_cells(sweep.task, max(sweep.data.eval)) * 4 * 4
     return float(max(train, test))
@@ -227,18 +243,51 @@ def memory_line(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, at
 def describe_large(sweep: SweepConfig) -> str:
     """The dry-run report of a grid above the trial cap: its size, without expanding it."""
     return (f"sweep {sweep.name} ({sweep.path}): task {sweep.task}, {sweep.train.epochs} epochs\n"
-            f"trials: {sweep.grid_size():,} ({' x '.join(f'{len(v)} {k}' for k, v in sweep.grid.items())} x "
-            f"{len(sweep.seeds)} seeds): above the cap of {sweep.max_trials:,} (max_trials); not listed")
+            f"trials: {sweep.grid_size():,} ({' x '.join(f'{n} {k}' for n, k in sweep.size_factors())}): "
+            f"above the cap of {sweep.max_trials:,} (max_trials); not listed")
+
+
+def search_lines(sweep: SweepConfig) -> list[str]:
+    """The dry run's description of `search:` (each sampled key and its distribution)."""
+    s = sweep.search
+    if s is None:
+        return []
+    from deepthink.search import is_integer_key
+    grid = math.prod(len(v) for v in sweep.grid.values())
+    count = f"{s.num_samples} samples" + (f" x {grid} grid points" if grid > 1 else "") + \
+        f" x {len(sweep.seeds)} seeds = {s.num_samples * grid * len(sweep.seeds)} trials"
+    if sweep.adaptive:
+        head = (f"search: optuna (Optuna's TPE through Ray Tune; search seed {s.seed}), {count}: TPE proposes each "
+                f"sample during the run, trains it with every seed and is told the mean {s.metric} "
+                f"(each trial's last epoch; mode {s.direction})")
+    else:
+        head = (f"search: random, {count}; the samples are drawn now with search seed {s.seed} (numpy; the "
+                f"same file gives the same trials, more samples keep these)")
+    width = max(len(k) for k in sweep.space)
+    return [head] + [f"  {k.ljust(width)}  {d.describe(is_integer_key(k))}" for k, d in sweep.space.items()]
+
+
+def scheduler_lines(sweep: SweepConfig) -> list[str]:
+    s = sweep.scheduler
+    if s is None:
+        return []
+    max_t = s.max_t or sweep.max_epochs()
+    rungs = ", ".join(f"{r:g}" for r in s.rungs(max_t))
+    return [f"early stopping: ASHA on {s.metric} ({s.direction}), rungs at epochs {rungs} (grace_period "
+            f"{s.grace_period}, reduction_factor {s.reduction_factor:g}, max_t {max_t}): a trial outside the best "
+            f"1/{s.reduction_factor:g} at a rung stops there; its last weights are evaluated and its rows say "
+            f"status 'stopped' with epochs_completed"]
 
 
 def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: str,
              max_concurrent: int | None) -> str:
     """The dry-run report."""
     r = sweep.resources
-    product = math.prod(len(v) for v in sweep.grid.values()) * len(sweep.seeds)
+    product = sweep.grid_size()
+    n_trials = sweep.n_trials(trials)
     now, full = concurrency(cap, r.cpu, r.gpu)
     limit = min(x for x in (now, max_concurrent) if x is not None)
-    at_once = min(limit, len(trials))
+    at_once = min(limit, n_trials)
     res = f"{r.cpu:g} CPU" + (f", {r.gpu:g} GPU" if r.gpu else "")
     where = (f"{cap.where}: {cap.total('CPU'):g} CPUs, {cap.total('GPU'):g} GPUs"
              + (f" on {len(cap.nodes)} nodes" if cap.cluster else ""))
@@ -246,17 +295,21 @@ def describe(sweep: SweepConfig, trials: list[TrialConfig], cap: Capacity, uri: 
         f"sweep {sweep.name} ({sweep.path}): task {sweep.task}, train difficulty {sweep.data.train}, "
         f"eval {sweep.data.eval}, {sweep.train.epochs} epochs, test iterations 1..{sweep.test.iterations}",
         "",
-        trial_table(trials),
+        trial_table(trials) if trials else
+        f"(the trials are proposed during the run; every one starts from {sweep.template().trial_name} "
+        f"with the sampled keys set)",
         "",
-        f"trials: {len(trials)} ({' x '.join(f'{len(v)} {k}' for k, v in sweep.grid.items())} x {len(sweep.seeds)} seeds"
-        + (f" = {product}, less {product - len(trials)} that would repeat a trial)" if product != len(trials) else ")"),
+        f"trials: {n_trials} ({' x '.join(f'{n} {k}' for n, k in sweep.size_factors())}"
+        + (f" = {product}, less {product - n_trials} that would repeat a trial)" if product != n_trials else ")"),
         *(f"  {line}" for line in sweep.unused_settings()),
+        *search_lines(sweep),
+        *scheduler_lines(sweep),
         f"resources per trial: {res}" + (f" ({round(1 / r.gpu)} trials share a GPU)" if 0 < r.gpu < 1 else ""),
         f"at once: {at_once} on {where}" + (f" (--max-concurrent {max_concurrent})" if max_concurrent else ""),
     ]
     if full is not None:
-        lines.append(f"at once with the autoscaler at full size: {min(full, len(trials))}")
+        lines.append(f"at once with the autoscaler at full size: {min(full, n_trials)}")
     lines.append(memory_line(sweep, trials, cap, at_once))
-    lines += cost_lines(sweep, len(trials), at_once)
+    lines += cost_lines(sweep, n_trials, at_once)
     lines.append(f"results: {uri}  (retries per trial: max_failures {sweep.max_failures})")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from deepthink.config import TrialConfig
+from deepthink.config import trial_from_tune
 from deepthink.results import FinishedResultsExist, failed_rows, write_trial
 
 
@@ -81,8 +81,7 @@ class SweepProgress(Callback):
 
     @staticmethod
     def _name(trial) -> str:
-        t = trial.config.get("trial", {})
-        return TrialConfig.from_dict(t).trial_name if t else trial.trial_id
+        return trial_from_tune(trial.config).trial_name if trial.config.get("trial") else trial.trial_id
 
     def summary(self, trials) -> str:
         by = {s: [t for t in trials if t.status == s] for s in ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")}
@@ -90,18 +89,20 @@ class SweepProgress(Callback):
         done = [t for t in by["TERMINATED"] if "outcome" in t.last_result]
         stopped = len(by["TERMINATED"]) - len(done)
         diverged = sum(1 for t in done if t.last_result.get("outcome") == "diverged")
+        early = sum(1 for t in done if t.last_result.get("outcome") == "stopped")
         return (f"== {len(trials)} trials: {len(by['PENDING']) + len(by['PAUSED'])} pending, "
-                f"{len(by['RUNNING'])} running, {len(done)} done ({len(done) - diverged} ok, "
-                f"{diverged} diverged), {len(by['ERROR'])} failed" + (f", {stopped} stopped" if stopped else ""))
+                f"{len(by['RUNNING'])} running, {len(done)} done ({len(done) - diverged - early} ok, "
+                f"{diverged} diverged{f', {early} stopped early' if early else ''}), {len(by['ERROR'])} failed"
+                + (f", {stopped} stopped" if stopped else ""))
 
     # -- Tune hooks -------------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.emit(f"start  {trial.trial_id} {self._name(trial)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if "epoch" not in result:
+        if "epoch" not in result or "outcome" in result:     # the last report repeats the last epoch
             return
-        epochs = trial.config.get("trial", {}).get("train", {}).get("epochs", "?")
+        epochs = trial_from_tune(trial.config).train.epochs if trial.config.get("trial") else "?"
         units = {"loss": "", "train_acc": "%", "val_acc": "%", "lr": ""}
         shown = " ".join(f"{k} {_fmt(result[k])}{u}" for k, u in units.items() if result.get(k) is not None)
         seconds = f" ({result['seconds']:.1f} s)" if isinstance(result.get("seconds"), (int, float)) else ""
@@ -113,8 +114,12 @@ class SweepProgress(Callback):
         if r.get("outcome") == "written_before":
             self.emit(f"done   {trial.trial_id} {self._name(trial)}: its results were already written")
             return
+        epochs = f"{r.get('epochs_completed', '?')} epochs"
+        if r.get("outcome") == "stopped":
+            epochs = (f"stopped early after {r.get('epochs_completed', '?')} of "
+                      f"{trial_from_tune(trial.config).train.epochs} epochs, last weights evaluated")
         self.emit(f"done   {trial.trial_id} {self._name(trial)}: {r.get('outcome', '?')}, "
-                  f"{r.get('epochs_completed', '?')} epochs, {r.get('rows', '?')} rows")
+                  f"{epochs}, {r.get('rows', '?')} rows")
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self.emit(f"RETRY  {trial.trial_id} {self._name(trial)} crashed (failure {trial.num_failures}, "
@@ -158,7 +163,7 @@ def error_text(trial, limit: int = 4000) -> str:
 
 def write_failed(sweep_uri: str, trial, error: str) -> str:
     """The one place a failed trial's rows are written (from on_trial_error, as the trial fails)."""
-    cfg = TrialConfig.from_dict(trial.config["trial"])
+    cfg = trial_from_tune(trial.config)
     last = trial.last_result or {}
     rows = failed_rows(cfg, trial.trial_id, error, epochs_completed=last.get("epoch"), node=last.get("node"))
     return write_trial(sweep_uri, trial.trial_id, rows)

@@ -1,6 +1,6 @@
 """Ways out of broken sweep states, used by `deepthink sweep --resume` and the trainable.
 
-    trial_statuses(uri)          {trial id: 'ok' | 'diverged' | 'failed' | 'corrupt'} (results.py)
+    trial_statuses(uri)          {trial id: 'ok' | 'diverged' | 'stopped' | 'failed' | 'corrupt'} (results.py)
     set_aside_corrupt(uri, log)  unreadable trial files -> _corrupt/ (kept for a look); retrained
     finished_without_results()   trials Ray recorded as finished whose results file is missing
     before_resume(uri, ray_dir)  both of the above, said in the log (what --resume calls)
@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import pyarrow.fs as pafs
 
-from deepthink.results import filesystem, trial_file, trial_statuses
+from deepthink.results import FINISHED, filesystem, trial_file, trial_statuses
 
 CORRUPT_DIR = "_corrupt"
 
@@ -55,12 +55,12 @@ def set_aside_corrupt(uri: str, log: Callable[[str], None] = _say) -> list[str]:
 
 def finished_without_results(uri: str, ray_dir: str) -> list[str]:
     """Trial ids that Ray's saved experiment marks TERMINATED but that have no finished results
-    file (ok or diverged): Ray would never run them again on its own."""
+    file (ok, diverged or stopped): Ray would never run them again on its own."""
     from ray.tune import ExperimentAnalysis
     statuses = trial_statuses(uri)
     trials = ExperimentAnalysis(ray_dir).trials
     return sorted(t.trial_id for t in trials
-                  if t.status == "TERMINATED" and statuses.get(t.trial_id) not in ("ok", "diverged"))
+                  if t.status == "TERMINATED" and statuses.get(t.trial_id) not in FINISHED)
 
 
 def before_resume(uri: str, ray_dir: str, log: Callable[[str], None] = _say) -> bool:

@@ -22,12 +22,14 @@ import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
-from deepthink.config import SweepConfig, TrialConfig
+from deepthink.config import SweepConfig, TrialConfig, trial_from_tune
 from deepthink.results import filesystem, is_local
 from deepthink.sweep import lock, plan, repair, state
 from deepthink.sweep import progress
 from deepthink.sweep.progress import SweepProgress
 from deepthink.sweep.prune import KeepLastCheckpoint
+from deepthink.sweep.schedulers import make_scheduler
+from deepthink.sweep.searchers import make_search_alg
 from deepthink.sweep.trainable import train_trial
 
 OBJECT_STORE_BYTES = 128 * 2**20     # trials exchange only small metric dicts; Ray's default is 30% of RAM
@@ -137,24 +139,36 @@ def nodes_not_seeing(uri: str) -> list[str]:
 # ---- the Tuner ------------------------------------------------------------------------------------
 def trial_dirname(trial) -> str:
     """Ray's trial directory name: the trial id plus the readable trial name."""
-    t = trial.config.get("trial")
-    return f"{trial.trial_id}_{TrialConfig.from_dict(t).trial_name}" if t else trial.trial_id
+    return f"{trial.trial_id}_{trial_from_tune(trial.config).trial_name}" if trial.config.get("trial") else trial.trial_id
 
 
 def make_trainable(sweep: SweepConfig, uri: str, data_root: Path):
     fn = tune.with_parameters(train_trial, data_root=str(data_root), sweep_uri=uri,
-                              cpus=sweep.resources.cpu, gpu_share=sweep.resources.gpu)
+                              cpus=sweep.resources.cpu, gpu_share=sweep.resources.gpu,
+                              early_stopping=sweep.scheduler is not None,
+                              metrics=tuple(sorted({m.metric for m in (sweep.scheduler, sweep.search) if m})))
     return tune.with_resources(fn, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
 
 
 def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_root: Path,
                 max_concurrent: int | None, log_path: str) -> tune.Tuner:
-    """The one place the Tuner is configured. Ray state goes to <uri>/_ray (pyarrow skips '_' names)."""
+    """The one place the Tuner is configured. Ray state goes to <uri>/_ray (pyarrow skips '_' names).
+
+    A grid or a random search: every trial listed (grid_search over their configs). An adaptive
+    search (Optuna): the template trial, the seeds, and TPE's proposals (searchers.py). A
+    `scheduler:` adds ASHA (schedulers.py); without one Tune's FIFO runs every trial to its end."""
+    if sweep.adaptive:
+        param_space = {"trial": sweep.template().to_dict(), "seeds": list(sweep.seeds)}
+        num_samples = sweep.n_trials()
+    else:
+        param_space = {"trial": tune.grid_search([t.to_dict() for t in trials])}
+        num_samples = 1
     return tune.Tuner(
         make_trainable(sweep, uri, data_root),
-        param_space={"trial": tune.grid_search([t.to_dict() for t in trials])},
+        param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
-                                    trial_dirname_creator=trial_dirname),
+                                    trial_dirname_creator=trial_dirname, num_samples=num_samples,
+                                    scheduler=make_scheduler(sweep, uri, log_path), search_alg=make_search_alg(sweep)),
         run_config=RunConfig(
             name=state.RAY_DIR, storage_path=uri, verbose=0,
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
@@ -203,11 +217,12 @@ def run_sweep(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str,
 def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str, uri: str, data_root: Path,
                 address: str | None, resume: bool, max_concurrent: int | None, source_text: str,
                 rerun: Callable[..., str]) -> int:
-    done_before = state.check_start(uri, len(trials), resume, sweep_file,
+    n_trials = sweep.n_trials(trials)
+    done_before = state.check_start(uri, n_trials, resume, sweep_file,
                                     resume_command=rerun(resume=True))   # before Ray starts
     rerun_finished = False
     if resume:
-        state.check_same_trials(uri, trials, sweep_file)
+        state.check_same_trials(uri, trials, sweep_file, sweep)
         if max_concurrent:
             print("note: --max-concurrent is fixed when a sweep starts; --resume keeps the first run's setting")
         rerun_finished = repair.before_resume(uri, state.join(uri, state.RAY_DIR))
@@ -225,9 +240,9 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
             state.save_config(uri, sweep, trials, source_text)
         log_path = log_path_for(uri, sweep.name)
         now, full = plan.concurrency(cap, sweep.resources.cpu, sweep.resources.gpu)
-        at_once = min(now or full or 0, max_concurrent or len(trials), len(trials))
+        at_once = min(now or full or 0, max_concurrent or n_trials, n_trials)
         scaling = " once the autoscaler adds nodes" if now == 0 and full else ""
-        print(f"sweep {sweep.name}: {len(trials)} trials, {len(done_before)} already done, up to "
+        print(f"sweep {sweep.name}: {n_trials} trials, {len(done_before)} already done, up to "
               f"{at_once} at once on {cap.where}{scaling}\n"
               f"results: {uri}\nlog: {log_path}", flush=True)
         tuner = restore_tuner(sweep, uri, data_root, rerun_finished) if resume else build_tuner(
@@ -274,10 +289,15 @@ def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str, 
             fh.write(Path(log_path).read_bytes())
     ids = {r.metrics.get("trial_id") for r in results} - {None}
     status = repair.trial_statuses(uri)      # per file: an unreadable one counts as unfinished
-    counts = {s: sum(1 for tid in ids if status.get(tid) == s) for s in ("ok", "diverged", "failed")}
-    unfinished = sum(1 for tid in ids if status.get(tid) not in ("ok", "diverged", "failed"))
-    print(f"sweep {sweep.name}: {len(ids)} trials: {counts['ok']} ok, {counts['diverged']} diverged, "
-          f"{counts['failed']} failed, {unfinished} unfinished\n"
+    counts = {s: sum(1 for tid in ids if status.get(tid) == s) for s in ("ok", "diverged", "stopped", "failed")}
+    unfinished = sum(1 for tid in ids if status.get(tid) not in ("ok", "diverged", "stopped", "failed"))
+    # Trials the search had not created yet when it was interrupted (an adaptive search creates
+    # them as it goes) are unfinished too.
+    not_created = max(0, sweep.n_trials() - len(ids))
+    unfinished += not_created
+    stopped = f"{counts['stopped']} stopped, " if sweep.scheduler is not None or counts["stopped"] else ""
+    print(f"sweep {sweep.name}: {len(ids) + not_created} trials: {counts['ok']} ok, {counts['diverged']} diverged, "
+          f"{stopped}{counts['failed']} failed, {unfinished} unfinished\n"
           f"results: {uri}  (pandas.read_parquet('{uri}'))", flush=True)
     if unfinished:
         print(f"interrupted: finish the remaining trials with: {rerun(resume=True)}", flush=True)

@@ -6,6 +6,8 @@
     _config/source.yaml            the sweep file as given
     _ray/                          Ray Tune's experiment state and checkpoints (what --resume restores)
     _logs/sweep.log                the progress log (local storage; see progress.py for URIs)
+    _stops/<trial id>.json         early stopping: the scheduler's decision that a trial stops after
+                                   an epoch (the trial reads it, evaluates and writes status 'stopped')
 
 Names starting with '_' are ignored by pyarrow, so `pandas.read_parquet(<storage>/<name>)` reads only
 results. A directory that already holds Ray state or results is never reused silently: without
@@ -23,11 +25,12 @@ import pyarrow.fs as pafs
 import yaml
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import filesystem, finished_status, is_local, trial_file, trial_statuses, written_trials
+from deepthink.results import FINISHED, filesystem, finished_status, is_local, trial_file, trial_statuses, written_trials
 
 RAY_DIR = "_ray"
 CONFIG_DIR = "_config"
 LOG_DIR = "_logs"
+STOPS_DIR = "_stops"
 # Ray Tune writes this file when an experiment starts; Tuner.can_restore() looks for the same name.
 TUNER_STATE = "tuner.pkl"
 
@@ -58,15 +61,36 @@ def has_ray_state(uri: str) -> bool:
 
 
 def finished_trials(uri: str) -> set[str]:
-    """Trial ids whose results file holds a finished trial (status ok or diverged, not failed).
-    A file that cannot be read is not finished (--resume sets it aside and runs the trial again)."""
-    return {tid for tid, s in trial_statuses(uri).items() if s in ("ok", "diverged")}
+    """Trial ids whose results file holds a finished trial (status ok, diverged or stopped, not
+    failed). A file that cannot be read is not finished (--resume sets it aside and runs the trial again)."""
+    return {tid for tid, s in trial_statuses(uri).items() if s in FINISHED}
 
 
 def trial_finished(uri: str, trial_id: str) -> bool:
     """Whether this one trial already has finished results (a retry or resume can skip it)."""
     fs, base = filesystem(uri)
     return finished_status(fs, trial_file(base, trial_id)) is not None
+
+
+def stop_marker(uri: str, trial_id: str) -> str:
+    return join(uri, STOPS_DIR, f"{trial_id}.json")
+
+
+def write_stop(uri: str, trial_id: str, epoch: int, reason: str) -> None:
+    """The scheduler's decision: trial `trial_id` stops after `epoch` (written once, by the driver)."""
+    import json
+    _write_text(stop_marker(uri, trial_id), json.dumps({"epoch": int(epoch), "reason": reason}))
+
+
+def read_stop(uri: str, trial_id: str) -> dict | None:
+    """{"epoch": E, "reason": text} when the scheduler stopped this trial after epoch E, else None
+    (also when the marker cannot be read: the trial then trains on)."""
+    import json
+    try:
+        text = _read_text(stop_marker(uri, trial_id))
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
 
 
 def check_start(uri: str, n_trials: int, resume: bool, sweep_file: str, resume_command: str | None = None) -> set[str]:
@@ -118,8 +142,31 @@ def save_config(uri: str, sweep: SweepConfig, trials: list[TrialConfig], source_
     _write_text(join(uri, CONFIG_DIR, "source.yaml"), source_text)
 
 
-def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str) -> None:
+def _sweep_entry(sweep: SweepConfig) -> dict[str, Any]:
+    return {k: v for k, v in sweep.to_dict().items() if k not in ("storage", "description")}
+
+
+def check_same_sweep(uri: str, sweep: SweepConfig, sweep_file: str) -> None:
+    """On --resume of an adaptive search (no trial list before the run): the resolved sweep must be
+    the one it was started with."""
+    saved_text = _read_text(join(uri, CONFIG_DIR, "sweep.yaml"))
+    if saved_text is None:
+        return
+    saved = {k: v for k, v in (yaml.safe_load(saved_text) or {}).items() if k not in ("storage", "description")}
+    now = yaml.safe_load(yaml.safe_dump(_sweep_entry(sweep), sort_keys=False))
+    if saved == now:
+        return
+    keys = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    raise SweepError(
+        f"{sweep_file} no longer matches the sweep saved at {join(uri, CONFIG_DIR)} (it differs in {keys}). "
+        f"Ray resumes the search a sweep was started with; restore the file, or start a new sweep under "
+        f"another `name:`.")
+
+
+def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str, sweep: SweepConfig | None = None) -> None:
     """On --resume: the file must still describe the trials the experiment was started with."""
+    if sweep is not None and sweep.adaptive:
+        return check_same_sweep(uri, sweep, sweep_file)
     saved_text = _read_text(join(uri, CONFIG_DIR, "trials.yaml"))
     if saved_text is None:
         return   # started by an older version or the config write was lost; Ray's state rules

@@ -6,7 +6,11 @@
 
 An exception from the trainer propagates, so Ray retries the trial from its last checkpoint
 (FailureConfig.max_failures); a diverged trial returns normally with status 'diverged' and is not
-retried. Imported only by runner.py (it imports Ray at module level).
+retried. With early stopping, the trial reads the scheduler's decision before each epoch
+(deepthink/sweep/schedulers.py): once stopped it evaluates its last weights and returns normally
+with status 'stopped'. The last report repeats the last epoch's metrics, so that a scheduler or a
+searcher (Optuna: its objective) sees them with the outcome. Imported only by runner.py (it
+imports Ray at module level).
 """
 from __future__ import annotations
 
@@ -58,29 +62,35 @@ def intact_checkpoint(checkpoint: Checkpoint | None, config: dict, log) -> Check
     return checkpoint if path == checkpoint.path else Checkpoint(path, filesystem=checkpoint.filesystem)
 
 
-def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gpu_share: float) -> None:
-    """Run one trial. `config["trial"]` is a TrialConfig dict (the sweep's grid_search over trials)."""
+def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gpu_share: float,
+                early_stopping: bool = False, metrics: tuple[str, ...] = ()) -> None:
+    """Run one trial. `config["trial"]` is a TrialConfig dict (the sweep's grid_search over trials),
+    or an adaptive search's template with config["sample"] (deepthink.config.trial_from_tune).
+    `early_stopping`: the sweep has a scheduler (read its stop markers). `metrics`: the ones the
+    scheduler and searcher read; every report carries them (NaN where there is no value)."""
     import torch
 
-    from deepthink.config import TrialConfig
+    from deepthink.config import trial_from_tune
     from deepthink.results import FinishedResultsExist, write_trial
-    from deepthink.sweep.state import trial_finished
+    from deepthink.sweep.state import read_stop, trial_finished
     from deepthink.train import run_trial
 
     # Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    cfg = TrialConfig.from_dict(config["trial"])
+    cfg = trial_from_tune(config)
     trial_id = tune.get_context().get_trial_id()
     node = node_label()
 
     def log(msg: str) -> None:
         print(f"[{trial_id} {cfg.trial_name}] {msg}", flush=True)
 
+    last: dict = {m: float("nan") for m in metrics}    # the last epoch's metrics, for the last report
+
     if trial_finished(sweep_uri, trial_id):
         # Finished before an interruption that Ray's saved state did not record yet: nothing to redo.
         # (A file of 'failed' rows does not count: --resume retries those trials.)
         log("finished results already written; skipping")
-        tune.report({"outcome": "written_before", "node": node})
+        tune.report({**last, "outcome": "written_before", "node": node})
         return
 
     torch.set_num_threads(max(1, int(cpus)))
@@ -90,7 +100,16 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
         # tune.report persists the checkpoint directory to storage before it returns, so the
         # trainer may overwrite checkpoint.pt in the same directory next epoch.
         checkpoint = Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir is not None else None
+        last.update({k: metrics[k] for k in ("epoch", "loss", "train_acc", "val_acc") if k in metrics})
         tune.report({**metrics, "node": node}, checkpoint=checkpoint)
+
+    def should_stop(epoch: int) -> str | None:
+        """The scheduler's reason when it stopped this trial after `epoch` or earlier
+        (a resumed trial retrains from an older checkpoint up to that epoch, then stops)."""
+        stop = read_stop(sweep_uri, trial_id)
+        if stop is not None and epoch >= int(stop.get("epoch", 0)):
+            return str(stop.get("reason", "stopped by the scheduler"))
+        return None
 
     scratch = Path(tempfile.mkdtemp(prefix=f"deepthink-{trial_id}-"))
     checkpoint = intact_checkpoint(tune.get_checkpoint(), cfg.to_dict(), log)
@@ -100,16 +119,18 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
                 log(f"resuming from checkpoint {checkpoint.path}")
             outcome = run_trial(cfg, Path(data_root), trial_id=trial_id, checkpoint_dir=scratch,
                                 resume_from=Path(resume_dir) if resume_dir else None,
-                                on_epoch=on_epoch, device=device, log=log, node=node, device_label=device_label)
+                                on_epoch=on_epoch, device=device, log=log, node=node, device_label=device_label,
+                                should_stop=should_stop if early_stopping else None)
         rows = outcome.rows
         try:
             path = write_trial(sweep_uri, trial_id, rows)
         except FinishedResultsExist as e:   # another run of this trial finished first: keep its rows
             log(f"{outcome.status}, but {e}")
-            tune.report({"outcome": "written_before", "node": node})
+            tune.report({**last, "outcome": "written_before", "node": node})
             return
         log(f"{outcome.status}: {len(rows)} rows -> {path}")
-        tune.report({"outcome": outcome.status, "epochs_completed": outcome.epochs_completed,
+        last.setdefault("epoch", outcome.epochs_completed)
+        tune.report({**last, "outcome": outcome.status, "epochs_completed": outcome.epochs_completed,
                      "train_seconds": outcome.train_seconds, "rows": len(rows), "node": node})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
