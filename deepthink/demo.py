@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from analysis import figures, tables
     print("\n## Accuracy at the trained iteration count (test sets)\n")
     tables.main([uri, "--iteration", "train"])
+    doubled = 2 * max(t.max_iters for t in sweep.trials())
+    print(f"\n## Accuracy at twice the trained iterations ({doubled}; a feed-forward net has no iteration past its last block: n/a)\n")
+    tables.main([uri, "--iteration", str(doubled)])
     print("\n## Accuracy at each trial's best test iteration (thinking longer)\n")
     tables.main([uri, "--iteration", "best"])
     out = args.out or Path(uri) / "_figures" / "accuracy.png"   # '_' keeps it out of the Parquet dataset
