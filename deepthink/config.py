@@ -233,7 +233,7 @@ class SweepConfig:
                 "data": self.data.to_dict(), "grid": self.grid, "seeds": self.seeds,
                 "train": self.train.to_dict(), "test": self.test.to_dict(),
                 "resources": self.resources.to_dict(), "storage": self.storage,
-                "max_failures": self.max_failures, "cost": self.cost}
+                "max_failures": self.max_failures, "cost": self.cost, "max_trials": self.max_trials}
 
     def unused_settings(self) -> list[str]:
         """Lines for the dry run: grid/train settings that some models of the grid do not use."""

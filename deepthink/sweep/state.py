@@ -23,7 +23,8 @@ import pyarrow.fs as pafs
 import yaml
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import filesystem, finished_status, is_local, trial_file, trial_statuses, written_trials
+from deepthink.results import (filesystem, finished_status, is_local, join_uri, trial_file, trial_statuses,
+                               written_trials)
 
 RAY_DIR = "_ray"
 CONFIG_DIR = "_config"
@@ -41,11 +42,12 @@ def sweep_uri(storage: str, name: str) -> str:
     if is_local(storage):
         local = storage[len("file://"):] if storage.startswith("file://") else storage
         return str(Path(local).expanduser().resolve() / name)
-    return storage.rstrip("/") + "/" + name
+    return join_uri(storage, name)
 
 
 def join(uri: str, *parts: str) -> str:
-    return "/".join([uri.rstrip("/"), *parts])
+    """A path below the sweep directory (before a URI's query string: results.join_uri)."""
+    return join_uri(uri, *parts)
 
 
 def _exists(uri: str) -> bool:
@@ -116,6 +118,18 @@ def save_config(uri: str, sweep: SweepConfig, trials: list[TrialConfig], source_
     _write_text(join(uri, CONFIG_DIR, "sweep.yaml"), yaml.safe_dump(resolved, sort_keys=False))
     _write_text(join(uri, CONFIG_DIR, "trials.yaml"), yaml.safe_dump(_trial_entries(trials), sort_keys=False))
     _write_text(join(uri, CONFIG_DIR, "source.yaml"), source_text)
+
+
+def saved_max_trials(uri: str) -> int | None:
+    """The trial cap a sweep was started with (the file's `max_trials:` or --max-trials), from
+    _config/sweep.yaml: --resume allows the grid that the first run allowed. None when not saved
+    (no sweep there, or one started by an older version)."""
+    text = _read_text(join(uri, CONFIG_DIR, "sweep.yaml"))
+    try:
+        value = (yaml.safe_load(text) or {}).get("max_trials") if text else None
+    except yaml.YAMLError:
+        return None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str) -> None:
