@@ -148,7 +148,9 @@ class RayHead:
         (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: node address 127.0.0.1), no address inherited."""
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
         return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file),
-                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_DEDUP_LOGS": "0", **extra}
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_DEDUP_LOGS": "0",
+                # trial workers at normal priority, as an embedded sweep's (Ray's default is 15)
+                "RAY_worker_niceness": "0", **extra}
 
     def __enter__(self) -> "RayHead":
         ray = BIN / "ray"
@@ -187,21 +189,40 @@ class RayHead:
         return subprocess.run([str(BIN / "ray"), *args], env=env or self.env(), capture_output=True, text=True,
                               timeout=timeout, cwd=self.work)
 
-    def submit(self, *entrypoint: str, env: dict[str, str] | None = None) -> str:
-        """`ray job submit --no-wait -- ENTRYPOINT`; returns the submission id."""
+    def submit(self, *entrypoint: str, env: dict[str, str] | None = None, working_dir: str | Path | None = None) -> str:
+        """`ray job submit --no-wait [--working-dir DIR] -- ENTRYPOINT`; returns the submission id."""
         sid = f"dt-{secrets.token_hex(4)}"
-        done = self.ray("job", "submit", "--address", self.dashboard, "--submission-id", sid, "--no-wait",
+        wd = ["--working-dir", str(working_dir)] if working_dir else []
+        done = self.ray("job", "submit", "--address", self.dashboard, "--submission-id", sid, "--no-wait", *wd,
                         "--", *entrypoint, env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         return sid
 
+    def _api(self, path: str) -> dict:
+        """The job server's REST API with this cluster's token (the jobs SDK's own requests), for
+        polling without starting a `ray` command (a Python process importing Ray) every second."""
+        import json
+        import urllib.request
+        req = urllib.request.Request(f"{self.dashboard}{path}",
+                                     headers={"Authorization": f"Bearer {self.token_file.read_text().strip()}"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
     def job_status(self, sid: str) -> str:
+        return self._api(f"/api/jobs/{sid}")["status"]
+
+    def job_logs(self, sid: str) -> str:
+        return self._api(f"/api/jobs/{sid}/logs")["logs"]
+
+    def cli_job_status(self, sid: str) -> str:
+        """`ray job status` as a user runs it: RUNNING, SUCCEEDED, FAILED, ..."""
         done = self.ray("job", "status", "--address", self.dashboard, sid)
         text = done.stdout + done.stderr     # running: "Status for job 'ID': RUNNING"; ended: "Job 'ID' failed"
         m = re.search(rf"Status for job '{sid}': (\w+)|Job '{sid}' (succeeded|failed|stopped)", text)
         return (m.group(1) or m.group(2).upper()) if m else f"unknown: {text[-1000:]}"
 
-    def job_logs(self, sid: str) -> str:
+    def cli_job_logs(self, sid: str) -> str:
+        """`ray job logs` as a user runs it."""
         return self.ray("job", "logs", "--address", self.dashboard, sid).stdout
 
     def wait_job(self, sid: str, timeout: float = 400) -> str:
@@ -210,7 +231,7 @@ class RayHead:
             status = self.job_status(sid)
             if status in ("SUCCEEDED", "FAILED", "STOPPED"):
                 return status
-            time.sleep(1)
+            time.sleep(2)
         raise AssertionError(f"job {sid} did not end within {timeout} s:\n{self.job_logs(sid)[-3000:]}")
 
 
