@@ -93,7 +93,11 @@ class S3Server:
         self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
                                      env={**os.environ, **FAKE_AWS})
-        _wait_port(self.port, self.proc, 60, "moto_server", self.log)
+        try:
+            _wait_port(self.port, self.proc, 60, "moto_server", self.log)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -164,8 +168,12 @@ class RayHead:
                f"--temp-dir={self.temp_dir}"]
         self.proc = subprocess.Popen(cmd, env=self.env(), stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
                                      cwd=self.work)
-        _wait_port(self.dashboard_port, self.proc, 120, "ray start --head", self.log)
-        self._wait_jobs_api()
+        try:
+            _wait_port(self.dashboard_port, self.proc, 120, "ray start --head", self.log)
+            self._wait_jobs_api()
+        except BaseException:         # never leave a half-started cluster behind
+            self.__exit__()
+            raise
         return self
 
     def _wait_jobs_api(self, timeout: float = 120) -> None:
