@@ -2,10 +2,12 @@
 # make test  : set up .venv and run the test suite (what CI runs), on this CPU's own best kernels
 # make test-isa : the same fast suite under ONEDNN_MAX_CPU_ISA=AVX2 (another CPU's kernel paths)
 # make test-learning-isa : only the learning tests (-m learning) under AVX2 (CI runs this after `make test`)
+# make test-all : every test, slow ones included (installs the `cluster` extra, ray[default], first)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CLUSTER_STAMP := $(VENV)/.installed-cluster
 
 .PHONY: venv demo test test-isa test-learning-isa test-all clean
 
@@ -35,7 +37,13 @@ test-isa: $(STAMP)
 test-learning-isa: $(STAMP)
 	ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q -m learning
 
-test-all: $(STAMP)
+# The slow tests start a real `ray start --head` and submit `ray job`s: they need ray[default]
+# (the `cluster` extra), which the fast suite and CI do not; without it those tests skip, saying so.
+$(CLUSTER_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,cluster]'
+	touch $(CLUSTER_STAMP)
+
+test-all: $(CLUSTER_STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
 clean:

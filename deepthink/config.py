@@ -281,7 +281,7 @@ class SweepConfig:
              "data": self.data.to_dict(), "grid": self.grid, "seeds": self.seeds,
              "train": self.train.to_dict(), "test": self.test.to_dict(),
              "resources": self.resources.to_dict(), "storage": self.storage,
-             "max_failures": self.max_failures, "cost": self.cost}
+             "max_failures": self.max_failures, "cost": self.cost, "max_trials": self.max_trials}
         if self.search is not None:
             d["search"] = {**self.search.to_dict(), "mode": self.search.direction,
                            "space": {k: {v.kind: v.args} for k, v in self.space.items()}}

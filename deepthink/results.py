@@ -125,6 +125,14 @@ def is_local(uri: str) -> bool:
     return "://" not in uri or uri.startswith("file://")
 
 
+def join_uri(uri: str, *parts: str) -> str:
+    """`uri` with `parts` appended to its path, before any query string: pyarrow reads options such
+    as a custom endpoint from the query (s3://b/runs?endpoint_override=HOST:PORT&scheme=http, + "x"
+    -> s3://b/runs/x?endpoint_override=HOST:PORT&scheme=http), so nothing may follow it."""
+    base, sep, query = uri.partition("?") if "://" in uri else (uri, "", "")
+    return "/".join([base.rstrip("/"), *parts]) + sep + query
+
+
 def to_table(rows: list[dict] | pd.DataFrame) -> pa.Table:
     df = pd.DataFrame(rows)
     missing = [c for c in REQUIRED if c not in df.columns]
@@ -178,7 +186,7 @@ def write_trial(sweep_uri: str, trial_id: str, rows: list[dict] | pd.DataFrame, 
         os.replace(tmp, final)
     else:   # object stores: one PUT is atomic; no rename needed
         pq.write_table(table, final, filesystem=fs)
-    return final if "://" not in sweep_uri else sweep_uri.rstrip("/") + "/" + final.rsplit("/", 1)[1]
+    return final if "://" not in sweep_uri else join_uri(sweep_uri, final.rsplit("/", 1)[1])
 
 
 def file_status(fs: pafs.FileSystem, path: str) -> str | None:

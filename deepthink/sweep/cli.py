@@ -94,15 +94,27 @@ def run(args: argparse.Namespace) -> int:
     if args.storage:
         overrides["storage"] = args.storage
     sweep = parse_sweep(args.file, overrides)
+    uri = state.sweep_uri(sweep.storage, sweep.name)
+    from deepthink.sweep.precheck import check_storage
+    where = " (--storage)" if args.storage else ""
     max_trials = getattr(args, "max_trials", None)
+    cap_from = " (--max-trials)" if max_trials else ""
+    checked = False
+    if args.resume and not max_trials:       # --resume allows the grid its first run allowed
+        check_storage(sweep.path, sweep.storage, uri, where)
+        checked = True
+        saved = state.saved_max_trials(uri)
+        if saved and saved > sweep.max_trials:
+            max_trials, cap_from = saved, f" (saved in {state.join(uri, state.CONFIG_DIR, 'sweep.yaml')})"
     if sweep.grid_size() > (max_trials or sweep.max_trials):
         if args.dry_run:
             print(plan.describe_large(sweep), flush=True)
-        sweep.check_trial_count(max_trials, " (--max-trials)" if max_trials else "")   # raises: refused
+        sweep.check_trial_count(max_trials, cap_from)   # raises: refused
+    if max_trials:
+        sweep.max_trials = max_trials       # saved in _config/sweep.yaml for a later --resume
     trials = sweep.trials()
-    uri = state.sweep_uri(sweep.storage, sweep.name)
-    from deepthink.sweep.precheck import check_storage
-    check_storage(sweep.path, sweep.storage, uri, " (--storage)" if args.storage else "")
+    if not checked:
+        check_storage(sweep.path, sweep.storage, uri, where)
     data_root = resolve_data_root(args.data_root)     # the same path on every node
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     from deepthink.sweep.searchers import missing_optuna

@@ -169,9 +169,9 @@ class _LocalLock:
 
 # ---- object storage: write, settle, read back ---------------------------------------------------
 class _ObjectLock:
-    def __init__(self, uri: str, settle_s: float = SETTLE_S):
+    def __init__(self, uri: str, settle_s: float | None = None):
         self.fs, self.path = filesystem(uri)
-        self.settle_s = settle_s
+        self.settle_s = SETTLE_S if settle_s is None else settle_s     # read now: tests shorten it
 
     def _read(self) -> Holder | None:
         try:

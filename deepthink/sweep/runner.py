@@ -65,10 +65,26 @@ def start_ray(address: str | None) -> plan.Capacity:
     # sweep's own, removed when the sweep ends (stop_ray), instead of piling up in /tmp/ray.
     global _own_temp_dir
     _own_temp_dir = tempfile.mkdtemp(prefix="deepthink-ray-")
+    _ephemeral_token()
     ray.init(address="local", num_cpus=int(cap.total("CPU")), num_gpus=int(cap.total("GPU")),
              object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, log_to_driver=True,
              _temp_dir=_own_temp_dir)
     return cap
+
+
+def _ephemeral_token() -> None:
+    """Ray 2.60 turns token authentication on for a new local instance and, when no token exists,
+    writes one to ~/.ray/auth_token, where it stays: a later `ray start --head` (RAY_AUTH_MODE unset)
+    then finds it and turns authentication on for that cluster too, whose `ray status`, workers and
+    `ray job submit` fail unless they set RAY_AUTH_MODE=token. Embedded Ray gets a token of its own
+    in the environment instead (inherited by its GCS, raylet and workers), so nothing is left behind.
+    A token or mode the user configured is used as is."""
+    if any(k in os.environ for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        return
+    if (Path.home() / ".ray" / "auth_token").exists():
+        return
+    import secrets
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
 def stop_ray() -> None:
@@ -254,14 +270,27 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
             return _storage_failed(progress.storage_error, uri, rerun)
         return _finish(sweep, sweep_file, uri, grid, log_path, rerun)
     except OSError as e:       # the driver's own storage: full, read-only, gone (config, log, summary)
-        return _storage_failed(f"{type(e).__name__}: {e}", uri, rerun)
+        return _storage_failed(f"{type(e).__name__}: {e}", uri, rerun, started=resume or _ray_state_saved(uri))
     finally:
         stop_ray()
 
 
-def _storage_failed(error: str, uri: str, rerun: Callable[..., str]) -> int:
+def _ray_state_saved(uri: str) -> bool:
+    """Whether Tune saved its experiment before the storage failed (then --resume has something to
+    resume); a storage that cannot even answer this counts as not saved."""
+    try:
+        return state.has_ray_state(uri)
+    except OSError:
+        return False
+
+
+def _storage_failed(error: str, uri: str, rerun: Callable[..., str], started: bool = True) -> int:
+    """One message and exit 130. `started`: Ray's state is in the storage, so --resume finishes the
+    sweep; before that (the config or Tune's first save failed) the same command starts it again."""
+    then = (f"then finish it with: {rerun(resume=True)}" if started else
+            f"then start it again with: {rerun(resume=False)} (no trial had started; nothing to resume)")
     print(f"deepthink sweep: error: the sweep's storage failed ({error}); the sweep stopped.\n"
-          f"Free space or restore write access to {uri}, then finish it with: {rerun(resume=True)}",
+          f"Free space or restore write access to {uri}, {then}",
           file=sys.stderr, flush=True)
     return 130
 

@@ -25,7 +25,8 @@ import pyarrow.fs as pafs
 import yaml
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import FINISHED, filesystem, finished_status, is_local, trial_file, trial_statuses, written_trials
+from deepthink.results import (FINISHED, filesystem, finished_status, is_local, join_uri, trial_file,
+                               trial_statuses, written_trials)
 
 RAY_DIR = "_ray"
 CONFIG_DIR = "_config"
@@ -44,11 +45,12 @@ def sweep_uri(storage: str, name: str) -> str:
     if is_local(storage):
         local = storage[len("file://"):] if storage.startswith("file://") else storage
         return str(Path(local).expanduser().resolve() / name)
-    return storage.rstrip("/") + "/" + name
+    return join_uri(storage, name)
 
 
 def join(uri: str, *parts: str) -> str:
-    return "/".join([uri.rstrip("/"), *parts])
+    """A path below the sweep directory (before a URI's query string: results.join_uri)."""
+    return join_uri(uri, *parts)
 
 
 def _exists(uri: str) -> bool:
@@ -142,8 +144,20 @@ def save_config(uri: str, sweep: SweepConfig, trials: list[TrialConfig], source_
     _write_text(join(uri, CONFIG_DIR, "source.yaml"), source_text)
 
 
+def saved_max_trials(uri: str) -> int | None:
+    """The trial cap a sweep was started with (the file's `max_trials:` or --max-trials), from
+    _config/sweep.yaml: --resume allows the grid that the first run allowed. None when not saved
+    (no sweep there, or one started by an older version)."""
+    text = _read_text(join(uri, CONFIG_DIR, "sweep.yaml"))
+    try:
+        value = (yaml.safe_load(text) or {}).get("max_trials") if text else None
+    except yaml.YAMLError:
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def _sweep_entry(sweep: SweepConfig) -> dict[str, Any]:
-    return {k: v for k, v in sweep.to_dict().items() if k not in ("storage", "description")}
+    return {k: v for k, v in sweep.to_dict().items() if k not in ("storage", "description", "max_trials")}
 
 
 def check_same_sweep(uri: str, sweep: SweepConfig, sweep_file: str) -> None:
@@ -152,7 +166,7 @@ def check_same_sweep(uri: str, sweep: SweepConfig, sweep_file: str) -> None:
     saved_text = _read_text(join(uri, CONFIG_DIR, "sweep.yaml"))
     if saved_text is None:
         return
-    saved = {k: v for k, v in (yaml.safe_load(saved_text) or {}).items() if k not in ("storage", "description")}
+    saved = {k: v for k, v in (yaml.safe_load(saved_text) or {}).items() if k not in ("storage", "description", "max_trials")}
     now = yaml.safe_load(yaml.safe_dump(_sweep_entry(sweep), sort_keys=False))
     if saved == now:
         return
