@@ -60,14 +60,15 @@ def run(args: argparse.Namespace) -> int:
                   f"wait for it to end, then run `deepthink demo --fresh` again")
             return 2
         shutil.rmtree(uri)
-    resume = bool(state.finished_trials(uri)) and state.has_ray_state(uri)
+    resume = state.has_ray_state(uri)    # an earlier run, finished or interrupted: finish it
     if resume:
         print(f"deepthink demo: {uri} holds an earlier run: finishing it with --resume "
               f"(use --fresh to start over)")
     try:
         rc = run_sweep(sweep, sweep.trials(), sweep_file=str(args.file), uri=uri,
                        data_root=resolve_data_root(args.data_root), address=os.environ.get("RAY_ADDRESS") or None,
-                       resume=resume, max_concurrent=None, source_text=Path(args.file).read_text())
+                       resume=resume, max_concurrent=None, source_text=Path(args.file).read_text(),
+                       rerun=lambda **_: command_line(args))
     except state.SweepError as e:
         print(f"deepthink demo: error: {e}")
         return 2
@@ -85,6 +86,26 @@ def run(args: argparse.Namespace) -> int:
     for line in claims(read_results(uri)):
         print(line)
     return rc
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """This demo command again, every option given repeated and shell-quoted: what the interruption
+    and error messages suggest (run again, the demo finishes an earlier run by itself; after another
+    driver of the same directory has ended, too). --fresh is left out: it would delete what the
+    interrupted run finished."""
+    import shlex
+    words = ["deepthink", "demo"]
+    if Path(args.file) != QUICKSTART:
+        words += ["--file", str(args.file)]
+    if args.smoke:
+        words += ["--smoke"]
+    if args.storage:
+        words += ["--storage", str(args.storage)]
+    if args.data_root:
+        words += ["--data-root", str(args.data_root)]
+    if args.out:
+        words += ["--out", str(args.out)]
+    return shlex.join(words)
 
 
 def claims(df: pd.DataFrame) -> list[str]:

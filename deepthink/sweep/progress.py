@@ -2,10 +2,15 @@
 summary, printed to the terminal and appended to a log file.
 
     15:02:11 start  3c1f0_00002 dt_recall_w8_d12_a0_lr0.001_s0
+    15:02:12 info   3c1f0_00002 dt_recall_w8_d12_a0_lr0.001_s0: device cpu
     15:02:14 epoch  3c1f0_00002 dt_recall_w8_d12_a0_lr0.001_s0 1/2 loss 0.6931 val_acc 12.5% lr 0.001 (2.1 s) on 10.0.0.5/1a2b3c4d pid 4242
     15:02:40 == 8 trials: 2 pending, 2 running, 3 done (3 ok, 0 diverged), 1 failed
     15:02:41 RETRY  3c1f0_00004 ... crashed (failure 1, max_failures 2): retrying from its last checkpoint
     15:02:50 FAILED 3c1f0_00005 ... ValueError: ...; wrote its rows with status 'failed'
+
+`info` lines are the trial's own messages (deepthink.train's log: device, resumed from, evaluation
+progress, ...), which the trial sends in reports of their own (trainable.py): each printed once,
+in the order the trial sent them, between its epoch lines. The same lines go to the log file.
 
 It also writes the rows of a trial that failed for good (results.failed_rows), since the trial's own
 process is gone by then. Picklable: Ray saves it inside the experiment state and --resume brings it back.
@@ -99,6 +104,10 @@ class SweepProgress(Callback):
         self.emit(f"start  {trial.trial_id} {self._name(trial)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result.get("log") is not None:
+            for line in str(result["log"]).splitlines() or [""]:
+                self.emit(f"info   {trial.trial_id} {self._name(trial)}: {line}")
+            return
         if "epoch" not in result:
             return
         epochs = trial.config.get("trial", {}).get("train", {}).get("epochs", "?")

@@ -25,7 +25,7 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 from deepthink.config import SweepConfig, TrialConfig
 from deepthink.results import filesystem, is_local
 from deepthink.sweep import lock, plan, repair, state
-from deepthink.sweep import progress
+from deepthink.sweep import output, progress
 from deepthink.sweep.progress import SweepProgress
 from deepthink.sweep.prune import KeepLastCheckpoint
 from deepthink.sweep.trainable import train_trial
@@ -215,6 +215,15 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
     if not address:
         plan.check_feasible(sweep, plan.local_capacity())
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    with output.quiet_ray():
+        return _run_on_ray(sweep, trials, sweep_file=sweep_file, uri=uri, data_root=data_root, address=address,
+                           resume=resume, max_concurrent=max_concurrent, source_text=source_text, rerun=rerun,
+                           done_before=done_before, rerun_finished=rerun_finished)
+
+
+def _run_on_ray(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str, uri: str, data_root: Path,
+                address: str | None, resume: bool, max_concurrent: int | None, source_text: str,
+                rerun: Callable[..., str], done_before: set[str], rerun_finished: bool) -> int:
     cap = start_ray(address)
     try:
         plan.check_feasible(sweep, cap)
@@ -227,9 +236,10 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
         now, full = plan.concurrency(cap, sweep.resources.cpu, sweep.resources.gpu)
         at_once = min(now or full or 0, max_concurrent or len(trials), len(trials))
         scaling = " once the autoscaler adds nodes" if now == 0 and full else ""
+        board = output.tensorboard_hint(state.join(uri, state.RAY_DIR), is_local(uri))
         print(f"sweep {sweep.name}: {len(trials)} trials, {len(done_before)} already done, up to "
               f"{at_once} at once on {cap.where}{scaling}\n"
-              f"results: {uri}\nlog: {log_path}", flush=True)
+              f"results: {uri}\nlog: {log_path}" + (f"\n{board}" if board else ""), flush=True)
         tuner = restore_tuner(sweep, uri, data_root, rerun_finished) if resume else build_tuner(
             sweep, trials, uri, data_root, max_concurrent, log_path)
         progress.storage_error = None
@@ -278,7 +288,7 @@ def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str, 
     unfinished = sum(1 for tid in ids if status.get(tid) not in ("ok", "diverged", "failed"))
     print(f"sweep {sweep.name}: {len(ids)} trials: {counts['ok']} ok, {counts['diverged']} diverged, "
           f"{counts['failed']} failed, {unfinished} unfinished\n"
-          f"results: {uri}  (pandas.read_parquet('{uri}'))", flush=True)
+          f"results: {uri}  (pandas.read_parquet({uri!r}))", flush=True)
     if unfinished:
         print(f"interrupted: finish the remaining trials with: {rerun(resume=True)}", flush=True)
         return 130

@@ -2,11 +2,18 @@
 
     tune.get_checkpoint()   -> resume_from    (a retry or a --resume continues from the last epoch saved)
     on_epoch(metrics, dir)  -> tune.report(metrics, checkpoint=Checkpoint.from_directory(dir))
+    log(message)            -> tune.report({"log": message})   (the driver prints it: progress.py)
     TrialOutcome.rows       -> <storage>/<name>/trial-<Ray trial id>.parquet, plus `node` and `device`
 
 An exception from the trainer propagates, so Ray retries the trial from its last checkpoint
 (FailureConfig.max_failures); a diverged trial returns normally with status 'diverged' and is not
 retried. Imported only by runner.py (it imports Ray at module level).
+
+The trial prints nothing itself: its messages (device, resumed from, evaluation progress, ...)
+travel in its reports to the driver, which prints each once, in order, beside the epoch lines it
+prints from the epoch reports (so the trainer's own epoch lines are switched off here). What the
+worker process prints otherwise (a library's warning, a crash) still reaches the terminal through
+Ray's log echo.
 """
 from __future__ import annotations
 
@@ -74,7 +81,7 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
     node = node_label()
 
     def log(msg: str) -> None:
-        print(f"[{trial_id} {cfg.trial_name}] {msg}", flush=True)
+        tune.report({"log": msg})        # a report of its own: printed by the driver as it arrives
 
     if trial_finished(sweep_uri, trial_id):
         # Finished before an interruption that Ray's saved state did not record yet: nothing to redo.
@@ -100,15 +107,15 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
                 log(f"resuming from checkpoint {checkpoint.path}")
             outcome = run_trial(cfg, Path(data_root), trial_id=trial_id, checkpoint_dir=scratch,
                                 resume_from=Path(resume_dir) if resume_dir else None,
-                                on_epoch=on_epoch, device=device, log=log, node=node, device_label=device_label)
+                                on_epoch=on_epoch, device=device, log=log, node=node, device_label=device_label,
+                                log_epochs=False)
         rows = outcome.rows
         try:
-            path = write_trial(sweep_uri, trial_id, rows)
+            write_trial(sweep_uri, trial_id, rows)
         except FinishedResultsExist as e:   # another run of this trial finished first: keep its rows
             log(f"{outcome.status}, but {e}")
             tune.report({"outcome": "written_before", "node": node})
             return
-        log(f"{outcome.status}: {len(rows)} rows -> {path}")
         tune.report({"outcome": outcome.status, "epochs_completed": outcome.epochs_completed,
                      "train_seconds": outcome.train_seconds, "rows": len(rows), "node": node})
     finally:
