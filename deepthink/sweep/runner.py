@@ -195,7 +195,7 @@ def run_sweep(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str,
     `wait` this one waits for it. `rerun(resume=, wait=)` gives the command the messages suggest."""
     rerun = rerun or (lambda resume, wait=False: f"deepthink sweep {sweep_file}" + " --resume" * resume
                       + " --wait" * wait)
-    with lock.hold(uri, wait=wait, hint=rerun(resume=True, wait=True)):
+    with output.quiet_ray(), lock.hold(uri, wait=wait, hint=rerun(resume=True, wait=True)):
         return _run_locked(sweep, trials, sweep_file=sweep_file, uri=uri, data_root=data_root, address=address,
                            resume=resume, max_concurrent=max_concurrent, source_text=source_text, rerun=rerun)
 
@@ -215,10 +215,9 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
     if not address:
         plan.check_feasible(sweep, plan.local_capacity())
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    with output.quiet_ray():
-        return _run_on_ray(sweep, trials, sweep_file=sweep_file, uri=uri, data_root=data_root, address=address,
-                           resume=resume, max_concurrent=max_concurrent, source_text=source_text, rerun=rerun,
-                           done_before=done_before, rerun_finished=rerun_finished)
+    return _run_on_ray(sweep, trials, sweep_file=sweep_file, uri=uri, data_root=data_root, address=address,
+                       resume=resume, max_concurrent=max_concurrent, source_text=source_text, rerun=rerun,
+                       done_before=done_before, rerun_finished=rerun_finished)
 
 
 def _run_on_ray(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str, uri: str, data_root: Path,

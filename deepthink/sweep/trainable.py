@@ -76,6 +76,8 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
 
     # Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    # ... and every restore ("Restored on <ip> from checkpoint: ..."); the trial says it itself.
+    logging.getLogger("ray.tune.trainable.trainable").setLevel(logging.WARNING)
     cfg = TrialConfig.from_dict(config["trial"])
     trial_id = tune.get_context().get_trial_id()
     node = node_label()
