@@ -76,10 +76,10 @@ def test_a_redirected_sweep_prints_each_line_once_in_order_without_colour_or_ray
     board = re.search(r"^tensorboard: tensorboard --logdir (.+?)( \(pip install tensorboard\))?$", text, re.M)
     assert board, text
     logdir = Path(shlex.split(board.group(1))[0])
-    assert logdir == storage / "quiet" / "_ray"
+    assert logdir == storage / "_quiet" / "ray"
     assert len(list(logdir.glob("*/events.out.tfevents.*"))) == 2, "one event file per trial, where it says"
 
-    log = (storage / "quiet" / "_logs" / "sweep.log").read_text()
+    log = (storage / "_quiet" / "logs" / "sweep.log").read_text()
     assert EPOCH.findall(log) == epochs and PROGRESS.findall(log) == PROGRESS.findall(text)
     assert len(pd.read_parquet(storage / "quiet")) == 2 * 3 * 20
 

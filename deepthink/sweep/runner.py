@@ -117,7 +117,8 @@ def nodes_not_seeing(uri: str) -> list[str]:
         return []
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     os.makedirs(uri, exist_ok=True)
-    marker = os.path.join(uri, f".probe-{uuid.uuid4().hex}")
+    os.makedirs(state.state_dir(uri), exist_ok=True)
+    marker = os.path.join(state.state_dir(uri), f".probe-{uuid.uuid4().hex}")    # never in the results
     Path(marker).touch()
 
     @ray.remote(num_cpus=0)
@@ -149,14 +150,14 @@ def make_trainable(sweep: SweepConfig, uri: str, data_root: Path):
 
 def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_root: Path,
                 max_concurrent: int | None, log_path: str) -> tune.Tuner:
-    """The one place the Tuner is configured. Ray state goes to <uri>/_ray (pyarrow skips '_' names)."""
+    """The one place the Tuner is configured. Ray's state goes to <storage>/_<name>/ray, beside the results."""
     return tune.Tuner(
         make_trainable(sweep, uri, data_root),
         param_space={"trial": tune.grid_search([t.to_dict() for t in trials])},
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
         run_config=RunConfig(
-            name=state.RAY_DIR, storage_path=uri, verbose=0,
+            name=state.RAY_DIR, storage_path=state.state_dir(uri), verbose=0,
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             failure_config=FailureConfig(max_failures=sweep.max_failures),
             callbacks=[SweepProgress(uri, log_path, sweep.max_failures), KeepLastCheckpoint()]))
@@ -173,14 +174,14 @@ def restore_tuner(sweep: SweepConfig, uri: str, data_root: Path, rerun_finished:
         resume_config = ResumeConfig(finished=ResumeConfig.ResumeType.RESUME,
                                      unfinished=ResumeConfig.ResumeType.RESUME,
                                      errored=ResumeConfig.ResumeType.RESUME)
-    return tune.Tuner.restore(state.join(uri, state.RAY_DIR), make_trainable(sweep, uri, data_root),
+    return tune.Tuner.restore(state.ray_dir(uri), make_trainable(sweep, uri, data_root),
                               resume_errored=True, _resume_config=resume_config)
 
 
 def log_path_for(uri: str, name: str) -> str:
     if is_local(uri):
-        return state.join(uri, state.LOG_DIR, "sweep.log")
-    # Object stores cannot append: log locally, copy to <uri>/_logs/ when the sweep ends.
+        return state.join(state.log_dir(uri), "sweep.log")
+    # Object stores cannot append: log locally, copy to <storage>/_<name>/logs/ when the sweep ends.
     return str(Path(tempfile.gettempdir()) / "deepthink-sweeps" / name / "sweep.log")
 
 
@@ -195,6 +196,7 @@ def run_sweep(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str,
     `wait` this one waits for it. `rerun(resume=, wait=)` gives the command the messages suggest."""
     rerun = rerun or (lambda resume, wait=False: f"deepthink sweep {sweep_file}" + " --resume" * resume
                       + " --wait" * wait)
+    state.move_old_layout(uri)      # a directory of an earlier version: its state goes beside it
     with output.quiet_ray(), lock.hold(uri, wait=wait, hint=rerun(resume=True, wait=True)):
         return _run_locked(sweep, trials, sweep_file=sweep_file, uri=uri, data_root=data_root, address=address,
                            resume=resume, max_concurrent=max_concurrent, source_text=source_text, rerun=rerun)
@@ -210,7 +212,7 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
         state.check_same_trials(uri, trials, sweep_file)
         if max_concurrent:
             print("note: --max-concurrent is fixed when a sweep starts; --resume keeps the first run's setting")
-        rerun_finished = repair.before_resume(uri, state.join(uri, state.RAY_DIR))
+        rerun_finished = repair.before_resume(uri, state.ray_dir(uri))
         done_before = state.finished_trials(uri)
     if not address:
         plan.check_feasible(sweep, plan.local_capacity())
@@ -235,7 +237,7 @@ def _run_on_ray(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
         now, full = plan.concurrency(cap, sweep.resources.cpu, sweep.resources.gpu)
         at_once = min(now or full or 0, max_concurrent or len(trials), len(trials))
         scaling = " once the autoscaler adds nodes" if now == 0 and full else ""
-        board = output.tensorboard_hint(state.join(uri, state.RAY_DIR), is_local(uri))
+        board = output.tensorboard_hint(state.ray_dir(uri), is_local(uri))
         print(f"sweep {sweep.name}: {len(trials)} trials, {len(done_before)} already done, up to "
               f"{at_once} at once on {cap.where}{scaling}\n"
               f"results: {uri}\nlog: {log_path}" + (f"\n{board}" if board else ""), flush=True)
@@ -277,7 +279,7 @@ def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str, 
     the log next to URI storage, choose the exit status."""
     results = list(grid)
     if not is_local(uri) and Path(log_path).exists():
-        fs, path = filesystem(state.join(uri, state.LOG_DIR, "sweep.log"))
+        fs, path = filesystem(state.join(state.log_dir(uri), "sweep.log"))
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with fs.open_output_stream(path) as fh:
             fh.write(Path(log_path).read_bytes())

@@ -1,14 +1,18 @@
-"""The sweep directory `<storage>/<name>/`: what already exists there, resume/refuse, saved config, rows.
+"""A sweep's two directories: what already exists there, resume/refuse, saved config, rows.
 
-    trial-<ray trial id>.parquet   results: one file per finished trial (deepthink.results.write_trial)
-    _config/sweep.yaml             the resolved sweep (every default filled in)
-    _config/trials.yaml            one entry per trial: the exact TrialConfig each trial runs
-    _config/source.yaml            the sweep file as given
-    _ray/                          Ray Tune's experiment state and checkpoints (what --resume restores)
-    _logs/sweep.log                the progress log (local storage; see progress.py for URIs)
+    <storage>/<name>/              the results, and nothing else (any Parquet reader takes it whole)
+      trial-<ray trial id>.parquet   one file per finished trial (deepthink.results.write_trial)
+    <storage>/_<name>/             everything else of the sweep (state_dir)
+      config/sweep.yaml              the resolved sweep (every default filled in)
+      config/trials.yaml             one entry per trial: the exact TrialConfig each trial runs
+      config/source.yaml             the sweep file as given
+      ray/                           Ray Tune's experiment state and checkpoints (what --resume restores)
+      logs/sweep.log                 the progress log (local storage; see runner.log_path_for for URIs)
+      driver.lock                    the running driver (lock.py)
+      corrupt/                       unreadable results files set aside by --resume (repair.py)
+      tmp/                           results files being written (renamed into <name>/ when whole)
 
-Names starting with '_' are ignored by pyarrow, so `pandas.read_parquet(<storage>/<name>)` reads only
-results. A directory that already holds Ray state or results is never reused silently: without
+A directory that already holds Ray state or results is never reused silently: without
 --resume the sweep refuses (and says how to finish or start fresh); with --resume Ray restores the
 experiment with the trials it was started with, so a changed sweep file is refused as well.
 
@@ -16,6 +20,7 @@ Ray-free: the dry run and the refusal happen before Ray starts.
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +28,12 @@ import pyarrow.fs as pafs
 import yaml
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import filesystem, finished_status, is_local, trial_file, trial_statuses, written_trials
+from deepthink.results import (filesystem, finished_status, is_local, state_dir, trial_file, trial_statuses,
+                               written_trials)
 
-RAY_DIR = "_ray"
-CONFIG_DIR = "_config"
-LOG_DIR = "_logs"
+RAY_DIR = "ray"
+CONFIG_DIR = "config"
+LOG_DIR = "logs"
 # Ray Tune writes this file when an experiment starts; Tuner.can_restore() looks for the same name.
 TUNER_STATE = "tuner.pkl"
 
@@ -48,13 +54,26 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *parts])
 
 
+def ray_dir(uri: str) -> str:
+    """Ray Tune's experiment directory of the sweep whose results go to `uri`."""
+    return join(state_dir(uri), RAY_DIR)
+
+
+def config_dir(uri: str) -> str:
+    return join(state_dir(uri), CONFIG_DIR)
+
+
+def log_dir(uri: str) -> str:
+    return join(state_dir(uri), LOG_DIR)
+
+
 def _exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
 def has_ray_state(uri: str) -> bool:
-    return _exists(join(uri, RAY_DIR, TUNER_STATE))
+    return _exists(join(ray_dir(uri), TUNER_STATE))
 
 
 def finished_trials(uri: str) -> set[str]:
@@ -84,11 +103,59 @@ def check_start(uri: str, n_trials: int, resume: bool, sweep_file: str, resume_c
             f"sweep directory {uri} already exists ({what}; {len(done)} of {n_trials} trials finished"
             f"{f', {failed} failed' if failed else ''}; the sweep looks {finished}). Refusing to start it "
             f"again over old results.\n"
-            f"{hint}To start fresh: delete {uri} (e.g. rm -r {uri}) or change `name:` in {sweep_file}.")
+            f"{hint}To start fresh: delete {uri} and {state_dir(uri)} (e.g. rm -r {shlex.join([uri, state_dir(uri)])}) "
+            f"or change `name:` in {sweep_file}.")
     if resume and not state:
-        extra = f" ({len(files)} results files, but no Ray state under {RAY_DIR}/)" if files else ""
+        extra = f" ({len(files)} results files, but no Ray state in {ray_dir(uri)})" if files else ""
         raise SweepError(f"nothing to resume at {uri}{extra}. Run without --resume to start the sweep.")
     return done
+
+
+# What earlier versions kept inside the results directory, and where it lies now.
+OLD_LAYOUT = {"_ray": RAY_DIR, "_config": CONFIG_DIR, "_logs": LOG_DIR, "_corrupt": "corrupt",
+              "_figures": "figures", "_checkpoints": "checkpoints"}
+OLD_LOCK = "_driver.lock"
+
+
+def move_old_layout(uri: str, log=print) -> list[str]:
+    """A sweep directory written by an earlier deepthink kept its state inside the results
+    (`_ray/`, `_config/`, ...): move those folders to <storage>/_<name>/ under their new names (Ray
+    restores an experiment from wherever its directory now lies) and drop the old lock file, saying
+    so. Refused while an earlier driver still holds that lock; local paths only (on an object
+    store the message names the moves to make). Returns what was moved."""
+    if not is_local(uri):
+        fs, base = filesystem(uri)
+        old = [n for n in OLD_LAYOUT if fs.get_file_info(f"{base}/{n}").type != pafs.FileType.NotFound]
+        if old:
+            raise SweepError(f"{uri} holds {', '.join(old)} as written by an earlier deepthink; move each "
+                             f"folder to {state_dir(uri)}/ without its leading '_' (e.g. {uri}/_ray -> "
+                             f"{ray_dir(uri)}), then run again")
+        return []
+    base = Path(filesystem(uri)[1])
+    old = [n for n in OLD_LAYOUT if (base / n).exists()]
+    if not old:
+        return []
+    lock_path = base / OLD_LOCK
+    if lock_path.exists():
+        import fcntl
+        with open(lock_path, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise SweepError(f"{uri} is in use by a driver of an earlier deepthink (it holds {lock_path}); "
+                                 f"run this again after it ends") from None
+    beside = Path(state_dir(str(base)))
+    clash = [OLD_LAYOUT[n] for n in old if (beside / OLD_LAYOUT[n]).exists()]
+    if clash:
+        raise SweepError(f"{uri} holds {', '.join(old)} as written by an earlier deepthink, and {beside} "
+                         f"already holds {', '.join(clash)}: keep one of each and run again")
+    beside.mkdir(parents=True, exist_ok=True)
+    for n in old:
+        (base / n).rename(beside / OLD_LAYOUT[n])
+    lock_path.unlink(missing_ok=True)
+    log(f"note: moved {', '.join(old)} out of the results directory {uri} to {beside}/ "
+        f"({', '.join(OLD_LAYOUT[n] for n in old)}): it now holds only Parquet")
+    return old
 
 
 def _trial_entries(trials: list[TrialConfig]) -> list[dict[str, Any]]:
@@ -113,14 +180,14 @@ def _read_text(uri: str) -> str | None:
 
 def save_config(uri: str, sweep: SweepConfig, trials: list[TrialConfig], source_text: str) -> None:
     resolved = sweep.to_dict()
-    _write_text(join(uri, CONFIG_DIR, "sweep.yaml"), yaml.safe_dump(resolved, sort_keys=False))
-    _write_text(join(uri, CONFIG_DIR, "trials.yaml"), yaml.safe_dump(_trial_entries(trials), sort_keys=False))
-    _write_text(join(uri, CONFIG_DIR, "source.yaml"), source_text)
+    _write_text(join(config_dir(uri), "sweep.yaml"), yaml.safe_dump(resolved, sort_keys=False))
+    _write_text(join(config_dir(uri), "trials.yaml"), yaml.safe_dump(_trial_entries(trials), sort_keys=False))
+    _write_text(join(config_dir(uri), "source.yaml"), source_text)
 
 
 def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str) -> None:
     """On --resume: the file must still describe the trials the experiment was started with."""
-    saved_text = _read_text(join(uri, CONFIG_DIR, "trials.yaml"))
+    saved_text = _read_text(join(config_dir(uri), "trials.yaml"))
     if saved_text is None:
         return   # started by an older version or the config write was lost; Ray's state rules
     saved = yaml.safe_load(saved_text)
@@ -134,5 +201,5 @@ def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str) -> N
         keys = sorted(k for k in set(saved[i]) | set(now[i]) if saved[i].get(k) != now[i].get(k))
         diff = f"trial {i} differs in {keys}: started with {[saved[i].get(k) for k in keys]}, now {[now[i].get(k) for k in keys]}"
     raise SweepError(
-        f"{sweep_file} no longer matches the sweep saved at {join(uri, CONFIG_DIR)} ({diff}). Ray resumes "
+        f"{sweep_file} no longer matches the sweep saved at {config_dir(uri)} ({diff}). Ray resumes "
         f"the trials a sweep was started with; restore the file, or start a new sweep under another `name:`.")
