@@ -229,7 +229,7 @@ class SweepConfig:
         return expand_trials(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved sweep (saved beside the results as _config/sweep.yaml)."""
+        """The resolved sweep (saved beside the results as <storage>/_<name>/config/sweep.yaml)."""
         return {"name": self.name, "task": self.task, "description": self.description,
                 "data": self.data.to_dict(), "grid": self.grid, "seeds": self.seeds,
                 "train": self.train.to_dict(), "test": self.test.to_dict(),

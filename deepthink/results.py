@@ -19,8 +19,9 @@ example takes the output of its most confident iteration among 1..test_iters), `
 columns.
 
 Reading (`read_results`) reads what pyarrow reads: every `*.parquet` file under the directory
-(names starting with '_' or '.' skipped, at any depth), whoever wrote it (`part-0.parquet` from
-plain pandas included), so the analysis and `pandas.read_parquet(dir)` agree. A file that lacks a
+(names starting with '_' or '.' skipped, at any depth: directories of earlier versions kept their
+state inside), whoever wrote it (`part-0.parquet` from plain pandas included), so the analysis and
+`pandas.read_parquet(dir)` agree. Integer columns come back as pandas' nullable Int64. A file that lacks a
 contract column, or holds one of another type, is an error naming the file.
 """
 from __future__ import annotations

@@ -5,8 +5,9 @@
     deepthink sweep sweeps/paper2_prefix_sums.yaml --resume    # finish an interrupted sweep
     deepthink sweep sweeps/paper1_mazes.yaml --address auto    # join a running Ray cluster
 
-Results: <storage>/<name>/trial-<id>.parquet (pandas.read_parquet(<storage>/<name>) reads them all),
-beside _config/ (the resolved sweep), _ray/ (Ray's state, for --resume) and _logs/sweep.log.
+Results: <storage>/<name>/trial-<id>.parquet and nothing else there (pandas, polars, DuckDB, pyarrow
+read the directory whole); beside it, <storage>/_<name>/ holds config/ (the resolved sweep), ray/
+(Ray's state, for --resume), logs/sweep.log and the lock.
 Exit status: 0 all trials finished (ok or diverged), 1 some failed for good, 2 bad file or refused
 (another driver running the same directory included: --wait waits for it instead), 130 interrupted
 (Ctrl-C or SIGTERM; finish with --resume).

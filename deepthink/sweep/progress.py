@@ -39,9 +39,8 @@ def _fmt(v) -> str:
 
 
 class SweepProgress(Callback):
-    def __init__(self, sweep_uri: str, log_path: str, max_failures: int, summary_every_s: float = 30.0):
+    def __init__(self, sweep_uri: str, max_failures: int, summary_every_s: float = 30.0):
         self.sweep_uri = sweep_uri
-        self.log_path = log_path
         self.max_failures = max_failures
         self.summary_every_s = summary_every_s
         self._last_summary = 0.0
@@ -64,6 +63,13 @@ class SweepProgress(Callback):
             os.kill(os.getpid(), signal.SIGINT)     # Tune's graceful stop
         except OSError:
             pass
+
+    @property
+    def log_path(self) -> str:
+        """Computed, not stored: --resume brings this callback back from Ray's saved state, and a
+        sweep of an earlier version stored a log path inside its results directory."""
+        from deepthink.sweep.state import log_path
+        return log_path(self.sweep_uri)
 
     def setup(self, **info) -> None:
         self._last_summary = time.monotonic()

@@ -149,7 +149,7 @@ def make_trainable(sweep: SweepConfig, uri: str, data_root: Path):
 
 
 def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_root: Path,
-                max_concurrent: int | None, log_path: str) -> tune.Tuner:
+                max_concurrent: int | None) -> tune.Tuner:
     """The one place the Tuner is configured. Ray's state goes to <storage>/_<name>/ray, beside the results."""
     return tune.Tuner(
         make_trainable(sweep, uri, data_root),
@@ -160,7 +160,7 @@ def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_ro
             name=state.RAY_DIR, storage_path=state.state_dir(uri), verbose=0,
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             failure_config=FailureConfig(max_failures=sweep.max_failures),
-            callbacks=[SweepProgress(uri, log_path, sweep.max_failures), KeepLastCheckpoint()]))
+            callbacks=[SweepProgress(uri, sweep.max_failures), KeepLastCheckpoint()]))
 
 
 
@@ -176,13 +176,6 @@ def restore_tuner(sweep: SweepConfig, uri: str, data_root: Path, rerun_finished:
                                      errored=ResumeConfig.ResumeType.RESUME)
     return tune.Tuner.restore(state.ray_dir(uri), make_trainable(sweep, uri, data_root),
                               resume_errored=True, _resume_config=resume_config)
-
-
-def log_path_for(uri: str, name: str) -> str:
-    if is_local(uri):
-        return state.join(state.log_dir(uri), "sweep.log")
-    # Object stores cannot append: log locally, copy to <storage>/_<name>/logs/ when the sweep ends.
-    return str(Path(tempfile.gettempdir()) / "deepthink-sweeps" / name / "sweep.log")
 
 
 # ---- the whole run -----------------------------------------------------------------------------------
@@ -233,7 +226,7 @@ def _run_on_ray(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
             raise state.SweepError(problem)
         if not resume:
             state.save_config(uri, sweep, trials, source_text)
-        log_path = log_path_for(uri, sweep.name)
+        log_path = state.log_path(uri)
         now, full = plan.concurrency(cap, sweep.resources.cpu, sweep.resources.gpu)
         at_once = min(now or full or 0, max_concurrent or len(trials), len(trials))
         scaling = " once the autoscaler adds nodes" if now == 0 and full else ""
@@ -242,7 +235,7 @@ def _run_on_ray(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
               f"{at_once} at once on {cap.where}{scaling}\n"
               f"results: {uri}\nlog: {log_path}" + (f"\n{board}" if board else ""), flush=True)
         tuner = restore_tuner(sweep, uri, data_root, rerun_finished) if resume else build_tuner(
-            sweep, trials, uri, data_root, max_concurrent, log_path)
+            sweep, trials, uri, data_root, max_concurrent)
         progress.storage_error = None
         with _sigterm_as_sigint():
             grid = tuner.fit()

@@ -7,7 +7,7 @@
       config/trials.yaml             one entry per trial: the exact TrialConfig each trial runs
       config/source.yaml             the sweep file as given
       ray/                           Ray Tune's experiment state and checkpoints (what --resume restores)
-      logs/sweep.log                 the progress log (local storage; see runner.log_path_for for URIs)
+      logs/sweep.log                 the progress log (local storage; see log_path for URIs)
       driver.lock                    the running driver (lock.py)
       corrupt/                       unreadable results files set aside by --resume (repair.py)
       tmp/                           results files being written (renamed into <name>/ when whole)
@@ -65,6 +65,15 @@ def config_dir(uri: str) -> str:
 
 def log_dir(uri: str) -> str:
     return join(state_dir(uri), LOG_DIR)
+
+
+def log_path(uri: str) -> str:
+    """Where the driver appends the progress log: <storage>/_<name>/logs/sweep.log; on an object
+    store (which cannot append) a local file, copied there when the sweep ends."""
+    if is_local(uri):
+        return join(log_dir(uri), "sweep.log")
+    import tempfile
+    return str(Path(tempfile.gettempdir()) / "deepthink-sweeps" / uri.rstrip("/").rsplit("/", 1)[-1] / "sweep.log")
 
 
 def _exists(uri: str) -> bool:
