@@ -163,8 +163,8 @@ def test_resume_repairs_lost_results_and_a_truncated_checkpoint(tmp_path):
     assert re.search(rf"results file of trial {broken} cannot be read; moved it to \S+/_repair/corrupt/", out)
     for tid in (gone, broken):
         assert f"trial {tid} finished but its results file is missing: this --resume runs it again" in out
-        assert re.search(rf"\[{tid} [^\]]+\] resumed from .* after epoch 6 \(finished\)", out), "evaluated again"
-    assert re.search(rf"\[{cut} [^\]]+\] latest checkpoint unusable .*cannot read checkpoint.*; resuming from "
+        assert re.search(rf"info   {tid} \S+: resumed from .* after epoch 6 \(finished\)", out), "evaluated again"
+    assert re.search(rf"info   {cut} \S+: latest checkpoint unusable .*cannot read checkpoint.*; resuming from "
                      rf"the older checkpoint \S+{older[-1].name}", out), out[-3000:]
     df = check_complete(sweep_dir, doc)
     assert set(df["epochs_completed"]) == {6}
