@@ -220,3 +220,17 @@ def test_the_sweep_suggests_itself_with_every_option(given, expected):
     assert words == expected
     sets = [split_assignment(words[i + 1]) for i, w in enumerate(words) if w == "--set"]
     assert sets == [tuple(kv) for kv in given.get("overrides", [])], "each --set reads back as given"
+
+
+@pytest.mark.parametrize("env,ray_dir,local,expected", [
+    ({}, "/r/_s/ray", True, r"^tensorboard: tensorboard --logdir /r/_s/ray( \(pip install tensorboard\))?$"),
+    ({}, "/r r/_s/ray", True, r"^tensorboard: tensorboard --logdir '/r r/_s/ray'"),
+    ({}, "s3://b/p/_s/ray", False, r"^tensorboard: event files under s3://b/p/_s/ray/<trial>/"),
+    ({"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}, "/r/_s/ray", True, None),   # Tune writes no event files
+])
+def test_the_tensorboard_line_names_the_event_files_or_is_left_out(monkeypatch, env, ray_dir, local, expected):
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    line = output.tensorboard_hint(ray_dir, local)
+    assert (line is None) if expected is None else re.match(expected, line), line
