@@ -29,6 +29,9 @@ from ray import tune
 from ray.tune import Checkpoint
 
 
+EPOCH_METRICS = ("epoch", "loss", "train_acc", "val_acc", "lr", "seconds", "node")   # deepthink.train's on_epoch + node
+
+
 def node_label() -> str:
     """'<node IP>/<Ray node id prefix>': the IP says which machine; the id tells apart several Ray
     nodes on one machine (ray.cluster_utils.Cluster in the tests)."""
@@ -83,7 +86,9 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
     node = node_label()
 
     def log(msg: str) -> None:
-        tune.report({"log": msg})        # a report of its own: printed by the driver as it arrives
+        # A report of its own, printed by the driver as it arrives. It names the epoch metrics too
+        # (as None): Ray's progress.csv takes its columns from a trial's first report.
+        tune.report({**dict.fromkeys(EPOCH_METRICS), "log": msg})
 
     if trial_finished(sweep_uri, trial_id):
         # Finished before an interruption that Ray's saved state did not record yet: nothing to redo.
