@@ -1,6 +1,6 @@
 """Evaluate a trained checkpoint on other test difficulties, at every iteration, without retraining.
 
-    python benchmarks/eval_checkpoint.py results/cpu_mazes/_ray/<trial>/checkpoint_000011/checkpoint.pt \
+    python benchmarks/eval_checkpoint.py results/_cpu_mazes/ray/<trial>/checkpoint_000011/checkpoint.pt \
         --difficulty 59 --iterations 600 --max-examples 100 [--precision auto|fp32|bf16] [--data-root data]
 
 Loads the trial's configuration from the checkpoint, generates (or loads) only the test set of each

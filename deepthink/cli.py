@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from deepthink.checkpoint import CheckpointError
     from deepthink.config import ConfigError
+    from deepthink.sweep.state import SweepError
     from deepthink.tasks.storage import DataError
     try:
         return int(args._run(args) or 0)
-    except (ConfigError, DataError, CheckpointError) as e:
+    except (ConfigError, DataError, CheckpointError, SweepError) as e:
         print(f"deepthink {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

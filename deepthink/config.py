@@ -73,7 +73,7 @@ MAX_WIDTH = 4096              # channels; the papers use 8..512 (10^9 would need
 MAX_ITERS = 10_000            # recurrent iterations (paper 2 trains with <= 100 and tests to a few hundred)
 SEED_LIMIT = 2**32            # torch.manual_seed and numpy's seeds take 0 <= seed < 2^32
 MAX_TRIALS = 10_000           # default of `max_trials:` (raise it in the file or with --max-trials)
-NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
+NAME_PATTERN = r"^[A-Za-z0-9-][A-Za-z0-9._-]{0,127}$"   # not '_' first: <storage>/_<name>/ holds a sweep's state
 Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 Iterations = Annotated[int, Field(ge=1, le=MAX_ITERS)]
 Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
@@ -128,8 +128,9 @@ class SweepFile(Section):
     model_config = {"title": "deepthink sweep file"}
     name: Annotated[str, rule(lambda v: re.fullmatch(NAME_PATTERN, v) is not None,
                               "a directory name of letters, digits and . _ - (1-128 characters, "
-                              "not starting with '.')")] = Field(
-        description="results go to <storage>/<name>/; letters, digits and . _ - only",
+                              "not starting with '.' or '_')")] = Field(
+        description="results go to <storage>/<name>/ (the sweep's state to <storage>/_<name>/); "
+                    "letters, digits and . _ - only, not starting with . or _",
         json_schema_extra={"pattern": NAME_PATTERN})
     task: Literal[tuple(sorted(TASKS))] = Field(description=f"one of {sorted(TASKS)}")
     description: str = ""
@@ -276,7 +277,7 @@ class SweepConfig:
         return self.train.epochs
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved sweep (saved beside the results as _config/sweep.yaml)."""
+        """The resolved sweep (saved beside the results as <storage>/_<name>/config/sweep.yaml)."""
         d = {"name": self.name, "task": self.task, "description": self.description,
              "data": self.data.to_dict(), "grid": self.grid, "seeds": self.seeds,
              "train": self.train.to_dict(), "test": self.test.to_dict(),

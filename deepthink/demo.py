@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="delete earlier results of this sweep first")
     p.add_argument("--storage", default=None, help="results directory (default: the file's storage)")
     add_data_root_argument(p)
-    p.add_argument("--out", type=Path, default=None, help="figure path (default <results>/<name>/_figures/accuracy.png)")
+    p.add_argument("--out", type=Path, default=None, help="figure path (default <storage>/_<name>/figures/accuracy.png, beside the results)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,22 +52,29 @@ def run(args: argparse.Namespace) -> int:
         overrides["storage"] = args.storage
     sweep = parse_sweep(args.file, overrides)
     uri = state.sweep_uri(sweep.storage, sweep.name)
-    if args.fresh and Path(uri).exists():
+    try:
+        state.move_old_layout(uri)           # results of an earlier version: their state goes beside them
+    except state.SweepError as e:
+        print(f"deepthink demo: error: {e}")
+        return 2
+    if args.fresh and (Path(uri).exists() or Path(state.state_dir(uri)).exists()):
         from deepthink.sweep.lock import running_driver
         holder = running_driver(uri)
         if holder is not None:   # never delete results a running driver is writing
             print(f"deepthink demo: error: {uri} is in use by a running driver ({holder.describe()}); "
                   f"wait for it to end, then run `deepthink demo --fresh` again")
             return 2
-        shutil.rmtree(uri)
-    resume = bool(state.finished_trials(uri)) and state.has_ray_state(uri)
+        shutil.rmtree(uri, ignore_errors=True)
+        shutil.rmtree(state.state_dir(uri), ignore_errors=True)
+    resume = state.has_ray_state(uri)    # an earlier run, finished or interrupted: finish it
     if resume:
         print(f"deepthink demo: {uri} holds an earlier run: finishing it with --resume "
               f"(use --fresh to start over)")
     try:
         rc = run_sweep(sweep, sweep.trials(), sweep_file=str(args.file), uri=uri,
                        data_root=resolve_data_root(args.data_root), address=os.environ.get("RAY_ADDRESS") or None,
-                       resume=resume, max_concurrent=None, source_text=Path(args.file).read_text())
+                       resume=resume, max_concurrent=None, source_text=Path(args.file).read_text(),
+                       rerun=lambda **_: command_line(args))
     except state.SweepError as e:
         print(f"deepthink demo: error: {e}")
         return 2
@@ -82,12 +89,32 @@ def run(args: argparse.Namespace) -> int:
     tables.main([uri, "--iteration", str(doubled)])
     print("\n## Accuracy at each trial's best test iteration (thinking longer)\n")
     tables.main([uri, "--iteration", "best"])
-    out = args.out or Path(uri) / "_figures" / "accuracy.png"   # '_' keeps it out of the Parquet dataset
+    out = args.out or Path(state.state_dir(uri)) / "figures" / "accuracy.png"   # not among the results
     figures.main([uri, "--out", str(out)])
     print()
     for line in claims(read_results(uri)):
         print(line)
     return rc
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """This demo command again, every option given repeated and shell-quoted: what the interruption
+    and error messages suggest (run again, the demo finishes an earlier run by itself; after another
+    driver of the same directory has ended, too). --fresh is left out: it would delete what the
+    interrupted run finished."""
+    import shlex
+    words = ["deepthink", "demo"]
+    if Path(args.file) != QUICKSTART:
+        words += ["--file", str(args.file)]
+    if args.smoke:
+        words += ["--smoke"]
+    if args.storage:
+        words += ["--storage", str(args.storage)]
+    if args.data_root:
+        words += ["--data-root", str(args.data_root)]
+    if args.out:
+        words += ["--out", str(args.out)]
+    return shlex.join(words)
 
 
 # The demo's three claims (issue 9): thresholds in percentage points of whole-string accuracy.

@@ -20,8 +20,10 @@ logits, whatever K is.
 """
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Callable
 
 import torch
 from pydantic import Field
@@ -58,6 +60,41 @@ class SplitResult:
         return [100.0 * c / self.n_examples for c in counts]
 
 
+class EvalProgress:
+    """Progress lines of a long evaluation, through `log`:
+
+        evaluating: 40% (1,200/3,000 batch-iterations), now test 512, 35 s
+
+    A batch-iteration is one recurrent iteration over one batch of examples; the total counts every
+    split's batches times the iterations evaluated. Silent for the first `quiet_s` seconds (short
+    evaluations print nothing; default $DEEPTHINK_EVAL_PROGRESS_S, else 10); after that a line each
+    time another `step_pct` percent is done, and one at least every `every_s` seconds while
+    it runs; never two lines at the same percentage."""
+
+    def __init__(self, total: int, log: Callable[[str], None], *, quiet_s: float | None = None,
+                 step_pct: int = 10, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.total, self.log, self.clock = max(1, total), log, clock
+        self.quiet_s = float(os.environ.get("DEEPTHINK_EVAL_PROGRESS_S", 10)) if quiet_s is None else quiet_s
+        self.step_pct, self.every_s = step_pct, every_s
+        self.done, self.place = 0, ""
+        self.t0 = self._last_t = clock()
+        self._next_pct, self._last_pct = step_pct, -1
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.t0 < self.quiet_s:
+            return
+        pct = min(100, 100 * self.done // self.total)
+        if pct == self._last_pct or (pct < self._next_pct and now - self._last_t < self.every_s):
+            return
+        self._last_pct, self._last_t = pct, now
+        self._next_pct = (pct // self.step_pct + 1) * self.step_pct
+        where = f", now {self.place}" if self.place else ""
+        self.log(f"evaluating: {pct}% ({self.done:,}/{self.total:,} batch-iterations){where}, "
+                 f"{now - self.t0:.0f} s")
+
+
 def runnable_iterations(model: ThinkingNet, iters: int) -> int:
     """Iterations a model can be evaluated at: all of them for recurrent nets, the block count for
     feed-forward nets."""
@@ -67,8 +104,10 @@ def runnable_iterations(model: ThinkingNet, iters: int) -> int:
 
 @torch.inference_mode()
 def evaluate_split(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets: torch.Tensor,
-                   iters: int, *, batch_size: int, precision: Precision) -> SplitResult:
-    """Score `inputs` (N, C, *S) against `targets` (N, *S) after every iteration 1..iters."""
+                   iters: int, *, batch_size: int, precision: Precision,
+                   on_step: Callable[[], None] | None = None) -> SplitResult:
+    """Score `inputs` (N, C, *S) against `targets` (N, *S) after every iteration 1..iters.
+    `on_step()` is called after each iteration of each batch (EvalProgress.step)."""
     was_training = model.training
     model.eval()
     k = runnable_iterations(model, iters)
@@ -93,6 +132,8 @@ def evaluate_split(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets
                     best_ok = torch.where(better, ok, best_ok)
                     it_correct[i] += ok.sum()
                     mc_correct[i] += best_ok.sum()
+                    if on_step is not None:
+                        on_step()
     finally:
         model.train(was_training)
     return SplitResult(int(inputs.shape[0]), it_correct.tolist(), mc_correct.tolist())

@@ -1,12 +1,16 @@
 """Results: the tidy Parquet contract (DESIGN.md section 5).
 
-`<storage>/<name>/` is a Parquet dataset: one file per trial, `trial-<trial_id>.parquet`, one row per
-(trial, split, difficulty, test_iters) (ROW_KEY). pandas.read_parquet(dir) reads it whole; pyarrow
-ignores names starting with '_' or '.', so Ray's state (`_ray/`), checkpoints (`_checkpoints/`) and
-temporary files (`.tmp-*`) can live beside the data.
+`<storage>/<name>/` is a Parquet dataset and nothing else: one file per trial,
+`trial-<trial_id>.parquet`, one row per (trial, split, difficulty, test_iters) (ROW_KEY). Every
+reader takes the directory whole: pandas.read_parquet(dir), pyarrow.dataset.dataset(dir),
+polars.read_parquet(dir), DuckDB's read_parquet('dir/*.parquet'). (polars and DuckDB skip no
+names: they read or trip over every file below the directory, '_'-prefixed ones included.) So
+everything else of a sweep (Ray's state, the saved config, logs, checkpoints, figures, temporary
+files) lies beside it, in `<storage>/_<name>/` (state_dir).
 
-Writes are atomic (temporary name, then rename; on object stores a single PUT), and rewriting a
-trial replaces its file, so a resumed sweep never duplicates rows.
+Writes are atomic (a temporary file in `<storage>/_<name>/tmp/`, then a rename into place; on object
+stores a single PUT), and rewriting a trial replaces its file, so a resumed sweep never
+duplicates rows.
 
 `accuracy` is the whole-sample accuracy (%) of the output after exactly test_iters iterations.
 Columns beyond the contract: `accuracy_max_confidence` (whole-sample accuracy (%) when each
@@ -15,8 +19,9 @@ example takes the output of its most confident iteration among 1..test_iters), `
 columns.
 
 Reading (`read_results`) reads what pyarrow reads: every `*.parquet` file under the directory
-(names starting with '_' or '.' skipped, at any depth), whoever wrote it (`part-0.parquet` from
-plain pandas included), so the analysis and `pandas.read_parquet(dir)` agree. A file that lacks a
+(names starting with '_' or '.' skipped, at any depth: directories of earlier versions kept their
+state inside), whoever wrote it (`part-0.parquet` from plain pandas included), so the analysis and
+`pandas.read_parquet(dir)` agree. Integer columns come back as pandas' nullable Int64. A file that lacks a
 contract column, or holds one of another type, is an error naming the file.
 """
 from __future__ import annotations
@@ -59,6 +64,9 @@ SCHEMA = pa.schema([
     ("error", pa.string()),
 ])
 COLUMNS = SCHEMA.names
+# Integer columns: Arrow int64 in the files (null where a failed trial has no measurement), pandas'
+# nullable Int64 in DataFrames (numpy's int64 has no null: pandas would turn the column float64).
+INTEGER_COLUMNS = [f.name for f in SCHEMA if pa.types.is_integer(f.type)]
 REQUIRED = ["sweep", "trial_id", "task", "model", "width", "depth", "max_iters", "alpha", "seed",
             "train_difficulty", "split", "difficulty", "test_iters", "accuracy", "n_examples",
             "status", "epochs", "lr", "n_params", "train_seconds"]
@@ -152,7 +160,18 @@ def to_table(rows: list[dict] | pd.DataFrame) -> pa.Table:
     if dup.any():
         first = df.loc[dup, ROW_KEY].iloc[0].to_dict()
         raise ValueError(f"result rows must be one per {ROW_KEY}; {int(dup.sum())} repeat a key, e.g. {first}")
-    return pa.Table.from_pandas(df[COLUMNS], schema=SCHEMA, preserve_index=False)
+    df = df[COLUMNS].astype({c: "Int64" for c in INTEGER_COLUMNS})   # the files' pandas metadata says Int64 too
+    return pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
+
+
+def state_dir(sweep_uri: str) -> str:
+    """Where everything of a sweep but its results lies: `<storage>/_<name>` beside the results
+    directory `<storage>/<name>` (a path or a URI, as given; a URI's query string stays at the end,
+    as in join_uri: s3://b/runs/x?endpoint_override=H -> s3://b/runs/_x?endpoint_override=H). Sweep
+    names never start with '_'."""
+    base, sep, query = sweep_uri.partition("?") if "://" in sweep_uri else (sweep_uri, "", "")
+    head, _, name = base.rstrip("/").rpartition("/")
+    return (f"{head}/_{name}" if head or base.startswith("/") else f"_{name}") + sep + query
 
 
 def trial_file(sweep_dir: str, trial_id: str) -> str:
@@ -181,7 +200,9 @@ def write_trial(sweep_uri: str, trial_id: str, rows: list[dict] | pd.DataFrame, 
         raise FinishedResultsExist(f"{final} already holds trial {trial_id}'s finished results "
                                    f"(status {held}); not replaced")
     if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{base}/.tmp-{trial_id}-{uuid.uuid4().hex}.parquet"
+        tmp_dir = f"{state_dir(base)}/tmp"      # not in the dataset: a crash may leave a partial file
+        fs.create_dir(tmp_dir, recursive=True)
+        tmp = f"{tmp_dir}/trial-{trial_id}-{uuid.uuid4().hex}.parquet"
         pq.write_table(table, tmp, filesystem=fs)
         os.replace(tmp, final)
     else:   # object stores: one PUT is atomic; no rename needed
@@ -289,7 +310,9 @@ def _castable(found: pa.DataType, want: pa.DataType) -> bool:
 
 def read_results(*uris: str) -> pd.DataFrame:
     """All rows of one or more sweep directories (or single files) as one DataFrame, in SCHEMA's
-    columns: the rows `pandas.read_parquet(dir)` gives, checked against the contract."""
+    columns: the rows `pandas.read_parquet(dir)` gives, checked against the contract. Integer
+    columns are pandas' nullable Int64 (a failed trial's rows have <NA> in test_iters, n_examples,
+    n_params, ...); float columns float64 with NaN; strings object."""
     tables = []
     for uri in uris:
         fs, path = filesystem(uri)
@@ -298,6 +321,8 @@ def read_results(*uris: str) -> pd.DataFrame:
             raise FileNotFoundError(f"no results at {uri}")
         files = dataset_files(fs, path) if info.type == pafs.FileType.Directory else [path]
         tables += [_read_file(fs, f, uri) for f in files]
-    if not tables:
-        return pd.DataFrame({f.name: pd.Series(dtype=f.type.to_pandas_dtype()) for f in SCHEMA})[COLUMNS]
-    return pa.concat_tables(tables).to_pandas()
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    return table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+
+
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype()}     # integer columns stay integers beside nulls

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from deepthink.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from deepthink.config import ConfigError, TrialConfig
-from deepthink.evaluate import accuracy_at, evaluate_split
+from deepthink.evaluate import EvalProgress, accuracy_at, evaluate_split, runnable_iterations
 from deepthink.models import ThinkingNet, build_model, count_parameters, get_model_spec
 from deepthink.optim import build_optimizer, lr_at, set_lr
 from deepthink.results import trained_rows
@@ -173,10 +173,12 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
               on_epoch: Callable[[dict, Path | None], None] | None = None,
               device: str | None = None, log: Callable[[str], None] = print,
               node: str | None = None, device_label: str | None = None,
-              should_stop: Callable[[int], str | None] | None = None) -> TrialOutcome:
+              should_stop: Callable[[int], str | None] | None = None, log_epochs: bool = True) -> TrialOutcome:
     """Train (or continue training) one trial, evaluate it, return its result rows (built by
     deepthink.results.trained_rows). `node` / `device_label` go into the rows' `node` and `device`
     columns (default: this host's name, the torch device); the sweep passes its Ray node and GPU.
+    `log_epochs=False`: no log line per epoch (the sweep's driver prints one from on_epoch's metrics).
+    A long evaluation logs its progress (EvalProgress).
 
     `should_stop(epochs done)`: asked before every epoch after the first (a sweep's early-stopping
     scheduler); a reason (text) ends training there: the weights of that epoch are evaluated and
@@ -195,7 +197,7 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
         f"alpha {cfg.train.alpha:g} seed {cfg.seed} | {n_params:,} parameters | {dev} {run.precision.name}"
         f"{' channels-last' if run.precision.channels_last else ''} {torch.get_num_threads()} threads | "
         f"train {len(splits[0])} val {len(splits[1])} examples")
-    _train(run, task, splits[0], splits[1], dev, on_epoch, log, should_stop)
+    _train(run, task, splits[0], splits[1], dev, on_epoch, log, should_stop=should_stop, log_epochs=log_epochs)
     status = run.status if run.status in ("diverged", "stopped") else "ok"
     results = _evaluate(run, task, splits, dev, log)
     rows = trained_rows(cfg, trial_id, results, status=status, epochs_completed=run.epoch, n_params=n_params,
@@ -225,9 +227,10 @@ def _start(cfg: TrialConfig, task, dev: torch.device, checkpoint_dir: Path, resu
 
 def _train(run: _Run, task, train: Split, val: Split, dev: torch.device,
            on_epoch: Callable[[dict, Path | None], None] | None, log: Callable[[str], None],
-           should_stop: Callable[[int], str | None] | None = None) -> None:
+           should_stop: Callable[[int], str | None] | None = None, log_epochs: bool = True) -> None:
     """Epochs until cfg.train.epochs, a non-finite loss (then: status diverged, last good weights)
-    or `should_stop` giving a reason (then: status stopped, the weights of the last epoch)."""
+    or `should_stop` giving a reason (then: status stopped, the weights of the last epoch).
+    `log_epochs=False`: no log line per epoch."""
     cfg, model, precision = run.cfg, run.model, run.precision
     x_train = precision.prepare_inputs(train.inputs.to(dev))
     y_train = train.targets.to(dev)
@@ -263,8 +266,9 @@ def _train(run: _Run, task, train: Split, val: Split, dev: torch.device,
         if run.epoch % cfg.train.checkpoint_every == 0 or run.epoch == cfg.train.epochs:
             run.save()
             written = run.checkpoint_dir
-        log(f"epoch {run.epoch:>4}/{cfg.train.epochs}  loss {loss:.4f}  train_acc {train_acc:6.2f}  "
-            f"val_acc {val_acc:6.2f}  lr {lr:.3g}  {seconds:.1f}s")
+        if log_epochs:
+            log(f"epoch {run.epoch:>4}/{cfg.train.epochs}  loss {loss:.4f}  train_acc {train_acc:6.2f}  "
+                f"val_acc {val_acc:6.2f}  lr {lr:.3g}  {seconds:.1f}s")
         if on_epoch is not None:
             on_epoch({"epoch": run.epoch, "loss": loss, "train_acc": train_acc, "val_acc": val_acc,
                       "lr": lr, "seconds": seconds}, written)
@@ -274,9 +278,14 @@ def _evaluate(run: _Run, task, splits: list[Split], dev: torch.device, log: Call
     """[(split, difficulty, SplitResult)] at every test iteration 1..test.iterations."""
     cfg, t0 = run.cfg, time.perf_counter()
     n = cfg.test.max_examples          # None: every example (slicing with None keeps all)
-    results = [(s.split, s.difficulty, evaluate_split(run.model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev),
-                                                      cfg.test.iterations, batch_size=cfg.test.batch_size,
-                                                      precision=run.precision)) for s in splits]
+    k, b = runnable_iterations(run.model, cfg.test.iterations), cfg.test.batch_size
+    progress = EvalProgress(sum(-(-len(s.inputs[:n]) // b) * k for s in splits), log)
+    results = []
+    for s in splits:
+        progress.place = f"{s.split} {s.difficulty}"
+        results.append((s.split, s.difficulty, evaluate_split(
+            run.model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev), cfg.test.iterations,
+            batch_size=b, precision=run.precision, on_step=progress.step)))
     log(f"evaluated {len(splits)} splits at {results[0][2].iterations} iterations in "
         f"{time.perf_counter() - t0:.1f}s: " + ", ".join(
             f"{split} {d}: {max(r.accuracy('iteration')):.1f}% best" for split, d, r in results))

@@ -11,10 +11,10 @@ Keys: `model`, `width`, `depth` or `max_iters`, `seed`, `storage`, or any dotted
 `--data-root` (else $DEEPTHINK_DATA, else ./data), `--device` (default: cuda if present, else cpu)
 and `--precision` (auto | fp32 | bf16 = train.precision) may come anywhere on the line.
 
-Writes, under <storage>/<name>/ (storage must be a local path here; use `deepthink sweep` for s3://):
-    trial-<id>.parquet           the results rows (deepthink/results.py)
-    _config/train-<id>.yaml      the resolved trial configuration
-    _checkpoints/<id>/           checkpoint.pt, written every train.checkpoint_every epochs
+Writes (storage must be a local path here; use `deepthink sweep` for s3://):
+    <storage>/<name>/trial-<id>.parquet           the results rows (deepthink/results.py)
+    <storage>/_<name>/config/train-<id>.yaml      the resolved trial configuration
+    <storage>/_<name>/checkpoints/<id>/           checkpoint.pt, every train.checkpoint_every epochs
 <id> is a short hash of the resolved configuration that determines training (test.*, storage and
 the sweep name excluded): running the same command again continues from its checkpoint, or, if
 training had finished, only re-evaluates (e.g. with more --test.iterations) and replaces the rows.
@@ -67,7 +67,7 @@ def trial_hash(cfg_dict: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from deepthink.checkpoint import FILENAME, CheckpointError
     from deepthink.config import parse_sweep
-    from deepthink.results import is_local, write_trial
+    from deepthink.results import is_local, state_dir, write_trial
     from deepthink.train import run_trial
 
     overrides, special = parse_overrides(args.overrides or [])
@@ -95,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
     trial_id = trial_hash(cfg.to_dict())
     storage = cfg.storage[len("file://"):] if cfg.storage.startswith("file://") else cfg.storage
     out_dir = Path(storage).expanduser().resolve() / cfg.sweep
-    ckpt_dir = out_dir / "_checkpoints" / trial_id
-    config_file = out_dir / "_config" / f"train-{trial_id}.yaml"
+    from deepthink.sweep.state import move_old_layout
+    move_old_layout(str(out_dir))                       # an earlier version's _checkpoints/, _config/
+    beside = Path(state_dir(str(out_dir)))             # <storage>/_<name>: not among the results
+    ckpt_dir = beside / "checkpoints" / trial_id
+    config_file = beside / "config" / f"train-{trial_id}.yaml"
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     resume = ckpt_dir if (ckpt_dir / FILENAME).is_file() else None

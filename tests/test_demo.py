@@ -29,7 +29,8 @@ def test_demo_smoke_runs_the_whole_pipeline(tmp_path, capsys):
     whole = pd.read_parquet(sweep_dir)                          # the contract: pandas reads the dir whole
     assert whole.shape[0] == len(df) and "metric" not in whole.columns
     assert not whole.duplicated(["trial_id", "split", "difficulty", "test_iters"]).any()
-    assert (sweep_dir / "_figures" / "accuracy.png").stat().st_size > 1000
+    assert (storage / "_quickstart_smoke" / "figures" / "accuracy.png").stat().st_size > 1000
+    assert {p.suffix for p in sweep_dir.rglob("*")} == {".parquet"}, "the results directory holds only Parquet"
     assert "at the training iteration count" in out and "best test iteration" in out
     assert "Claims on " in out and "Overall: " in out
     # a second run finds the finished sweep and only prints again (no duplicate rows)

@@ -67,8 +67,11 @@ def test_sweep_on_s3_interrupted_resumed_and_read_back(tmp_path, s3, monkeypatch
     assert not df.duplicated(CONTRACT_KEY).any() and set(df["status"]) == {"ok"}
     assert df["trial_id"].nunique() == 4
     keys = s3.list(f"{bucket}/runs/cut")
-    assert f"{bucket}/runs/cut/_logs/sweep.log" in keys and f"{bucket}/runs/cut/_config/sweep.yaml" in keys
-    assert not any(lock.LOCK_NAME in k or ".deepthink-probe-" in k for k in keys), keys
+    assert keys and all(re.search(r"/runs/cut/trial-[^/]+\.parquet$", k) for k in keys), "results hold only Parquet"
+    beside = s3.list(f"{bucket}/runs/_cut")      # everything else: <storage>/_<name>/ (state.state_dir)
+    assert f"{bucket}/runs/_cut/logs/sweep.log" in beside and f"{bucket}/runs/_cut/config/sweep.yaml" in beside
+    assert any(k.startswith(f"{bucket}/runs/_cut/ray/") for k in beside), beside
+    assert not any(lock.LOCK_NAME in k or ".deepthink-probe-" in k for k in keys + beside), beside
 
     # the analysis scripts read the bucket: endpoint in the URI (no AWS_ENDPOINT_URL), and by the env
     uri_env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from deepthink.cli import main
-from deepthink.results import join_uri
+from deepthink.results import join_uri, state_dir
 from deepthink.sweep import lock, state
 from deepthink.sweep.lock import DriverLock, SweepLocked
 
@@ -59,6 +59,15 @@ def test_join_uri_keeps_the_query_string_last():
     assert join_uri("s3://b/runs", "x") == "s3://b/runs/x"
     assert join_uri("/tmp/a?b", "x") == "/tmp/a?b/x"            # a local path: '?' is a character
     assert state.sweep_uri(f"s3://b/runs{q}", "tiny") == f"s3://b/runs/tiny{q}"
+    # the sweep's state lies beside its results, the query string last there too
+    assert state_dir(f"s3://b/runs/tiny{q}") == f"s3://b/runs/_tiny{q}"
+    assert state_dir(f"s3://b/runs/tiny/{q}") == f"s3://b/runs/_tiny{q}"
+    assert state_dir("s3://b/runs/tiny") == "s3://b/runs/_tiny"
+    assert state.ray_dir(f"s3://b/runs/tiny{q}") == f"s3://b/runs/_tiny/ray{q}"
+    assert state.stop_marker(f"s3://b/runs/tiny{q}", "t1") == f"s3://b/runs/_tiny/stops/t1.json{q}"
+    assert lock.lock_file(f"s3://b/runs/tiny{q}") == f"s3://b/runs/_tiny/{lock.LOCK_NAME}{q}"
+    assert state.log_path(f"s3://b/runs/tiny{q}").endswith("/tiny/sweep.log")   # local, copied there at the end
+    assert state_dir("/tmp/a?b/tiny") == "/tmp/a?b/_tiny"     # a local path: '?' is a character
 
 
 @pytest.mark.parametrize("how", ["uri", "env"])
@@ -141,7 +150,7 @@ def test_object_lock_on_s3_refuses_a_second_driver(tmp_path, capsys, s3, monkeyp
     assert type(first.impl).__name__ == "_ObjectLock"
     first.acquire()
     try:
-        assert s3.list(b) == [f"{b}/runs/s3t/{lock.LOCK_NAME}"]
+        assert s3.list(b) == [f"{b}/runs/_s3t/{lock.LOCK_NAME}"]   # beside the results
         with pytest.raises(SweepLocked, match=f"pid {os.getpid()} on "):
             DriverLock(uri, log=lambda m: None).acquire()
         time.sleep(0.5)
@@ -163,7 +172,7 @@ def test_object_lock_on_s3_refuses_a_second_driver(tmp_path, capsys, s3, monkeyp
 # ---- max_trials kept for --resume ----------------------------------------------------------------------
 def test_max_trials_is_saved_and_resume_allows_what_the_start_allowed(tmp_path, capsys):
     """A sweep started with --max-trials 2 above the file's max_trials 1: the cap is saved in
-    _config/sweep.yaml, and --resume without the flag is not refused by the cap."""
+    _s3t/config/sweep.yaml (beside the results), and --resume without the flag is not refused by the cap."""
     from deepthink.config import parse_sweep
     path = write(tmp_path, max_trials=1)
     rc, out, err = run(capsys, path, "--dry-run")
@@ -172,7 +181,7 @@ def test_max_trials_is_saved_and_resume_allows_what_the_start_allowed(tmp_path, 
     sweep.max_trials = 2                        # what `deepthink sweep --max-trials 2` saves
     uri = state.sweep_uri(sweep.storage, sweep.name)
     state.save_config(uri, sweep, sweep.trials(), path.read_text())
-    assert yaml.safe_load((tmp_path / "results" / "s3t" / "_config" / "sweep.yaml").read_text())["max_trials"] == 2
+    assert yaml.safe_load((tmp_path / "results" / "_s3t" / "config" / "sweep.yaml").read_text())["max_trials"] == 2
     assert state.saved_max_trials(uri) == 2
     rc, out, err = run(capsys, path, "--dry-run", "--resume")
     assert rc == 0 and "trials: 2 (" in out, err
@@ -181,7 +190,7 @@ def test_max_trials_is_saved_and_resume_allows_what_the_start_allowed(tmp_path, 
 
 
 def test_the_cli_saves_the_flags_cap(tmp_path, monkeypatch, capsys):
-    """The real start path: `--max-trials 2` reaches _config/sweep.yaml (Ray's start stubbed: the
+    """The real start path: `--max-trials 2` reaches _<name>/config/sweep.yaml (Ray's start stubbed: the
     config is written before Tune builds anything that needs it)."""
     from deepthink.sweep import runner
 
@@ -213,8 +222,8 @@ def test_storage_failure_before_the_first_trial_does_not_suggest_resume(tmp_path
 
     def full(uri, *a, **kw):
         if tune_saved:
-            (tmp_path / "results" / "s3t" / "_ray").mkdir(parents=True)
-            (tmp_path / "results" / "s3t" / "_ray" / state.TUNER_STATE).write_bytes(b"x")
+            (tmp_path / "results" / "_s3t" / "ray").mkdir(parents=True)
+            (tmp_path / "results" / "_s3t" / "ray" / state.TUNER_STATE).write_bytes(b"x")
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(state, "save_config", full)
     path = write(tmp_path)

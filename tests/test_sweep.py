@@ -18,6 +18,7 @@ import yaml
 
 from deepthink.cli import main
 from deepthink.results import REQUIRED
+from deepthink.sweep import state
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT_KEY = ["trial_id", "split", "difficulty", "test_iters"]    # DESIGN.md section 5: one row each
@@ -61,7 +62,7 @@ def observed_keys(df):
 
 def ray_trials(sweep_dir):
     from ray.tune import ExperimentAnalysis
-    return {t.trial_id: t for t in ExperimentAnalysis(str(sweep_dir / "_ray")).trials}
+    return {t.trial_id: t for t in ExperimentAnalysis(state.ray_dir(str(sweep_dir))).trials}
 
 
 def test_tiny_sweep_writes_the_parquet_contract(tmp_path, capsys):
@@ -89,8 +90,9 @@ def test_tiny_sweep_writes_the_parquet_contract(tmp_path, capsys):
     assert df["accuracy_max_confidence"].between(0, 100).all()
     assert df["node"].str.fullmatch(r"[\d.]+/[0-9a-f]{8}").all() and set(df["device"]) == {"cpu"}
 
-    assert (sweep_dir / "_config" / "sweep.yaml").exists() and (sweep_dir / "_config" / "trials.yaml").exists()
-    log = (sweep_dir / "_logs" / "sweep.log").read_text()
+    config = Path(state.config_dir(str(sweep_dir)))
+    assert (config / "sweep.yaml").exists() and (config / "trials.yaml").exists()
+    log = (Path(state.log_dir(str(sweep_dir))) / "sweep.log").read_text()
     for tid in trials:
         assert re.search(rf"done +{tid} .*: (ok|diverged)", log), tid
     assert "4 trials: 0 pending, 0 running, 4 done (2 ok, 2 diverged), 0 failed" in log

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -43,7 +44,7 @@ def test_second_driver_is_refused_with_one_line_naming_the_first(tmp_path):
         assert f"pid {os.getpid()} on {socket.gethostname()}" in msg and msg.endswith("--resume --wait")
     finally:
         first.release()
-    assert not (tmp_path / "s" / lock.LOCK_NAME).exists()
+    assert not Path(lock.lock_file(str(tmp_path / "s"))).exists()
     assert not (tmp_path / "s").exists(), "a directory made only to lock it is removed again"
     again = DriverLock(uri)
     again.acquire()
@@ -83,10 +84,10 @@ def _plant(path, host, age_s):
 def test_another_hosts_lock_counts_while_its_heartbeat_is_fresh(tmp_path):
     """A shared filesystem whose flock does not reach across machines: the heartbeat decides."""
     uri = str(tmp_path / "s")
-    _plant(tmp_path / "s" / lock.LOCK_NAME, "other-host", age_s=5)
+    _plant(Path(lock.lock_file(str(tmp_path / "s"))), "other-host", age_s=5)
     with pytest.raises(SweepLocked, match="pid 4242 on other-host since 2026-01-01"):
         DriverLock(uri).acquire()
-    _plant(tmp_path / "s" / lock.LOCK_NAME, "other-host", age_s=lock.STALE_AFTER_S + 1)
+    _plant(Path(lock.lock_file(str(tmp_path / "s"))), "other-host", age_s=lock.STALE_AFTER_S + 1)
     notes = []
     taker = DriverLock(uri, log=notes.append)
     taker.acquire()
@@ -113,9 +114,9 @@ def test_heartbeat_is_refreshed(tmp_path, fast):
     held = DriverLock(uri)
     held.acquire()
     try:
-        first = Holder.parse((tmp_path / "s" / lock.LOCK_NAME).read_bytes().strip()).heartbeat
+        first = Holder.parse(Path(lock.lock_file(str(tmp_path / "s"))).read_bytes().strip()).heartbeat
         time.sleep(0.35)
-        later = Holder.parse((tmp_path / "s" / lock.LOCK_NAME).read_bytes().strip()).heartbeat
+        later = Holder.parse(Path(lock.lock_file(str(tmp_path / "s"))).read_bytes().strip()).heartbeat
         assert later > first
     finally:
         held.release()
@@ -130,22 +131,22 @@ def test_object_storage_lock(tmp_path, fast):
     with pytest.raises(SweepLocked, match=f"pid {os.getpid()} on {socket.gethostname()}"):
         DriverLock(uri, object_store=True).acquire()      # a live pid on this host holds it
     a._stop.set()           # a stops heartbeating and its heartbeat ages past the limit
-    _plant(tmp_path / "s" / lock.LOCK_NAME, "other-host", age_s=lock.STALE_AFTER_S + 1)
+    _plant(Path(lock.lock_file(str(tmp_path / "s"))), "other-host", age_s=lock.STALE_AFTER_S + 1)
     c = DriverLock(uri, object_store=True, log=lambda m: None)
     c.acquire()
     assert not a.impl.still_mine(a.me) and c.impl.still_mine(c.me)
     a.release()                                  # the old holder ending late leaves c's lock alone
     assert c.impl.still_mine(c.me)
     c.release()
-    assert not (tmp_path / "s" / lock.LOCK_NAME).exists()
+    assert not Path(lock.lock_file(str(tmp_path / "s"))).exists()
 
 
 def test_object_storage_lock_of_a_dead_pid_on_this_host_is_taken_over(tmp_path, fast):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = Holder(host=socket.gethostname(), pid=int(gone.stdout), since="2026-01-01 00:00:00 UTC",
                   heartbeat=time.time(), token="t")
-    (tmp_path / "s").mkdir()
-    (tmp_path / "s" / lock.LOCK_NAME).write_bytes(dead.text())
+    Path(lock.lock_file(str(tmp_path / "s"))).parent.mkdir(parents=True)
+    Path(lock.lock_file(str(tmp_path / "s"))).write_bytes(dead.text())
     notes = []
     taker = DriverLock(str(tmp_path / "s"), object_store=True, log=notes.append)
     taker.acquire()

@@ -123,8 +123,8 @@ def test_refuses_to_start_over_old_results_and_says_how_to_go_on(tmp_path):
     with pytest.raises(state.SweepError) as info:
         state.check_start(uri, 2, resume=False, sweep_file="f.yaml")
     assert f"delete {uri}" in str(info.value) and "change `name:`" in str(info.value)
-    (tmp_path / "s" / "_ray").mkdir()
-    (tmp_path / "s" / "_ray" / state.TUNER_STATE).write_bytes(b"")
+    Path(state.ray_dir(uri)).mkdir(parents=True)
+    (Path(state.ray_dir(uri)) / state.TUNER_STATE).write_bytes(b"")
     with pytest.raises(state.SweepError, match="deepthink sweep f.yaml --resume"):
         state.check_start(uri, 2, resume=False, sweep_file="f.yaml")
     assert state.check_start(uri, 2, resume=True, sweep_file="f.yaml") == {"a_00000"}
@@ -151,7 +151,7 @@ def test_resume_refuses_a_changed_file(sweep_file, tmp_path):
     fewer = parse_sweep(sweep_file(seeds=[0]))
     with pytest.raises(state.SweepError, match="now gives 2 trials, the sweep was started with 4"):
         state.check_same_trials(uri, fewer.trials(), "f.yaml")
-    saved = yaml.safe_load((Path(uri) / "_config" / "sweep.yaml").read_text())
+    saved = yaml.safe_load((Path(state.config_dir(uri)) / "sweep.yaml").read_text())
     assert saved["train"]["lr"] == 0.001 and saved["name"] == "plan"      # defaults resolved
 
 

@@ -199,7 +199,7 @@ def test_a_progress_log_write_failing_stops_the_sweep_with_a_message(tmp_path, c
             raise OSError(28, "No space left on device")
         return real_open(path, *a, **kw)
     monkeypatch.setattr(builtins, "open", full_disk)
-    cb = progress.SweepProgress(str(tmp_path / "sweep"), str(tmp_path / "logs" / "sweep.log"), 2)
+    cb = progress.SweepProgress(str(tmp_path / "sweep"), 2)
     cb.setup()
     cb.emit("start  x")
     cb.emit("done   x")                     # a second failure: no second message, no second stop
@@ -216,7 +216,7 @@ def test_failed_rows_that_cannot_be_written_do_not_crash_the_driver(tmp_path, ca
     def read_only(*a, **kw):
         raise OSError(30, "Read-only file system")
     monkeypatch.setattr(progress, "write_failed", read_only)
-    cb = progress.SweepProgress(str(tmp_path / "sweep"), str(tmp_path / "sweep.log"), 2)
+    cb = progress.SweepProgress(str(tmp_path / "sweep"), 2)
     cb.on_trial_error(0, [], FakeTrial())
     out, err = capsys.readouterr()
     assert "could NOT write its rows" in out and "Read-only file system" in err

@@ -25,6 +25,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from deepthink.sweep import state
+from deepthink.sweep.lock import lock_file
 from test_sweep import ROOT, tiny_sweep
 from test_sweep_faults import Sweep, check_complete
 
@@ -88,7 +90,7 @@ def test_one_driver_per_sweep_directory(tmp_path):
     sweep_dir = tmp_path / "results" / "both"
     check_complete(sweep_dir, doc)
     assert len(list(sweep_dir.glob("trial-*.parquet"))) == 4
-    assert not (sweep_dir / "_driver.lock").exists()
+    assert not Path(lock_file(str(sweep_dir))).exists()
 
     # A fresh start over the finished directory is refused; the way to finish it that it names works.
     again = run_suggestion(f"deepthink sweep {path} --data-root {data}")
@@ -116,7 +118,7 @@ def test_a_killed_drivers_lock_is_taken_over_by_resume(tmp_path):
     roots = session_roots(run.proc.pid)
     assert len(roots) == 1, "a killed driver cannot remove its session directory"
     shutil.rmtree(roots.pop())                      # so we do, as docs/sweeps.md tells users to
-    assert (tmp_path / "results" / "killed" / "_driver.lock").exists(), "the killed driver left its lock"
+    assert Path(lock_file(str(tmp_path / "results" / "killed"))).exists(), "the killed driver left its lock"
     resumed = Sweep(tmp_path, path, "--data-root", data, "--resume")
     assert resumed.finish() == 0, resumed.text()[-3000:]
     assert re.search(rf"took over the lock \S+ left by pid {run.proc.pid} on \S+ since .*no longer running",
@@ -126,7 +128,7 @@ def test_a_killed_drivers_lock_is_taken_over_by_resume(tmp_path):
 
 def _latest_checkpoint(sweep_dir: Path, trial_id: str) -> Path | None:
     from ray.tune import ExperimentAnalysis
-    trial = next(t for t in ExperimentAnalysis(str(sweep_dir / "_ray")).trials if t.trial_id == trial_id)
+    trial = next(t for t in ExperimentAnalysis(state.ray_dir(str(sweep_dir))).trials if t.trial_id == trial_id)
     return Path(trial.checkpoint.path) if trial.checkpoint else None
 
 
@@ -158,15 +160,15 @@ def test_resume_repairs_lost_results_and_a_truncated_checkpoint(tmp_path):
     resumed = Sweep(tmp_path, *words[2:])                            # the suggested command, as written
     assert resumed.finish() == 0, resumed.text()[-3000:]
     out = resumed.text()
-    assert re.search(rf"results file of trial {broken} cannot be read; moved it to \S+/_corrupt/", out)
+    assert re.search(rf"results file of trial {broken} cannot be read; moved it to \S+/_repair/corrupt/", out)
     for tid in (gone, broken):
         assert f"trial {tid} finished but its results file is missing: this --resume runs it again" in out
-        assert re.search(rf"\[{tid} [^\]]+\] resumed from .* after epoch 6 \(finished\)", out), "evaluated again"
-    assert re.search(rf"\[{cut} [^\]]+\] latest checkpoint unusable .*cannot read checkpoint.*; resuming from "
+        assert re.search(rf"info   {tid} \S+: resumed from .* after epoch 6 \(finished\)", out), "evaluated again"
+    assert re.search(rf"info   {cut} \S+: latest checkpoint unusable .*cannot read checkpoint.*; resuming from "
                      rf"the older checkpoint \S+{older[-1].name}", out), out[-3000:]
     df = check_complete(sweep_dir, doc)
     assert set(df["epochs_completed"]) == {6}
-    for trial_dir in (sweep_dir / "_ray").glob("*_dt_recall*"):      # a finished trial keeps one checkpoint
+    for trial_dir in Path(state.ray_dir(str(sweep_dir))).glob("*_dt_recall*"):      # a finished trial keeps one checkpoint
         assert len(list(trial_dir.glob("checkpoint_*"))) == 1, trial_dir
 
 

@@ -33,8 +33,8 @@ def test_statuses_tell_unreadable_files_apart(sweep_dir):
 
 
 def test_refusal_names_the_way_out_despite_an_unreadable_file(sweep_dir):
-    (sweep_dir / "_ray").mkdir()
-    (sweep_dir / "_ray" / state.TUNER_STATE).write_bytes(b"")
+    Path(state.ray_dir(str(sweep_dir))).mkdir(parents=True)
+    (Path(state.ray_dir(str(sweep_dir))) / state.TUNER_STATE).write_bytes(b"")
     with pytest.raises(state.SweepError) as e:
         state.check_start(str(sweep_dir), 4, False, "s.yaml", resume_command="deepthink sweep s.yaml --resume")
     assert "2 of 4 trials finished" in str(e.value) and "To finish it: deepthink sweep s.yaml --resume" in str(e.value)
@@ -44,7 +44,10 @@ def test_unreadable_files_are_set_aside(sweep_dir):
     notes = []
     assert repair.set_aside_corrupt(str(sweep_dir), notes.append) == ["a_00003"]
     assert not (sweep_dir / "trial-a_00003.parquet").exists()
-    assert len(list((sweep_dir / repair.CORRUPT_DIR).glob("trial-a_00003.*.parquet"))) == 1
+    set_aside = Path(state.state_dir(str(sweep_dir))) / repair.CORRUPT_DIR
+    assert len(list(set_aside.glob("trial-a_00003.*.parquet.corrupt"))) == 1
+    assert not list(sweep_dir.parent.glob("**/*.parquet.corrupt/")) and \
+        sorted(p.name for p in sweep_dir.rglob("*") if p.suffix != ".parquet") == [], "results dir: Parquet only"
     assert "a_00003" in notes[0] and "runs the trial again" in notes[0]
     assert sorted(set(read_results(str(sweep_dir))["trial_id"])) == ["a_00000", "a_00001", "a_00002"]
 

@@ -79,13 +79,15 @@ def test_random_search_with_asha_stops_the_hopeless_trials_and_records_them(tmp_
     trials = ray_trials(sweep_dir)
     assert all(t.run_metadata.num_failures == 0 for t in trials.values()), "a stopped trial is not a failure"
     assert {t.status for t in trials.values()} == {"TERMINATED"}
-    log = (sweep_dir / "_logs" / "sweep.log").read_text()
+    beside = tmp_path / "results" / "_srch"        # everything but the results (state.state_dir)
+    log = (beside / "logs" / "sweep.log").read_text()
     assert len(re.findall(r"done +\w+ .*: stopped, stopped early after 2 of 4 epochs, last weights evaluated",
                           log)) == stopped
     assert f"4 done ({ok} ok, 0 diverged, {stopped} stopped early)" in log
     assert re.search(r"\d\d:\d\d:\d\d stop +\w+ after epoch 2: ASHA: loss 0\.69\d* above the cutoff [\d.]+ at the "
                      r"rung of epoch 2", log)
-    assert len(list((sweep_dir / "_stops").glob("*.json"))) == stopped
+    assert len(list((beside / "stops").glob("*.json"))) == stopped
+    assert {p.suffix for p in sweep_dir.rglob("*") if p.is_file()} == {".parquet"}, "results hold only Parquet"
 
     # the tables group by the sampled values, stopped trials reported apart
     from analysis.tables import main as tables

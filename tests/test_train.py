@@ -360,9 +360,10 @@ def test_train_cli_end_to_end_writes_parquet_config_and_checkpoint(root, tmp_pat
     assert len(df) == 3 * 4 and df[REQUIRED].notna().all().all()
     assert not pd.read_parquet(out_dir).duplicated(["trial_id", "split", "difficulty", "test_iters"]).any()
     assert set(df["epochs"]) == {2} and set(df["status"]) == {"ok"}
-    saved = (out_dir / "_config" / f"train-{trial_id}.yaml").read_text()
+    beside = out_dir.parent / f"_{out_dir.name}"          # everything but the results, beside them
+    saved = (beside / "config" / f"train-{trial_id}.yaml").read_text()
     assert "precision: fp32" in saved and "epochs: 2" in saved
-    assert (out_dir / "_checkpoints" / trial_id / FILENAME).is_file()
+    assert (beside / "checkpoints" / trial_id / FILENAME).is_file()
     # The same command again continues from the checkpoint: nothing retrained, same rows, one file.
     assert main(argv) == 0
     second = capsys.readouterr().out
@@ -372,14 +373,14 @@ def test_train_cli_end_to_end_writes_parquet_config_and_checkpoint(root, tmp_pat
     assert list(again["accuracy_max_confidence"]) == list(df["accuracy_max_confidence"])
     # benchmarks/eval_checkpoint.py re-evaluates the saved weights: same accuracy as the rows
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_checkpoint.py"
-    out = subprocess.run([sys.executable, str(script), str(out_dir / "_checkpoints" / trial_id / FILENAME),
+    out = subprocess.run([sys.executable, str(script), str(beside / "checkpoints" / trial_id / FILENAME),
                           "--difficulty", "10", "--iterations", "4", "--data-root", str(root)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     want = df[(df["split"] == "test") & (df["test_iters"] == 4)]["accuracy"].item()
     assert f" 4:{want:.1f} " in out.stdout, out.stdout
     # A truncated checkpoint: a clear error whose suggested way out works when followed.
-    ckpt = out_dir / "_checkpoints" / trial_id / FILENAME
+    ckpt = beside / "checkpoints" / trial_id / FILENAME
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -5,8 +5,9 @@
     deepthink sweep sweeps/paper2_prefix_sums.yaml --resume    # finish an interrupted sweep
     deepthink sweep sweeps/paper1_mazes.yaml --address auto    # join a running Ray cluster
 
-Results: <storage>/<name>/trial-<id>.parquet (pandas.read_parquet(<storage>/<name>) reads them all),
-beside _config/ (the resolved sweep), _ray/ (Ray's state, for --resume) and _logs/sweep.log.
+Results: <storage>/<name>/trial-<id>.parquet and nothing else there (pandas, polars, DuckDB, pyarrow
+read the directory whole); beside it, <storage>/_<name>/ holds config/ (the resolved sweep), ray/
+(Ray's state, for --resume), logs/sweep.log, the lock and stops/ (early stopping's decisions).
 Exit status: 0 all trials finished (ok, diverged or stopped early), 1 some failed for good, 2 bad file or refused
 (another driver running the same directory included: --wait waits for it instead), 130 interrupted
 (Ctrl-C or SIGTERM; finish with --resume).
@@ -105,13 +106,13 @@ def run(args: argparse.Namespace) -> int:
         checked = True
         saved = state.saved_max_trials(uri)
         if saved and saved > sweep.max_trials:
-            max_trials, cap_from = saved, f" (saved in {state.join(uri, state.CONFIG_DIR, 'sweep.yaml')})"
+            max_trials, cap_from = saved, f" (saved in {state.join(state.config_dir(uri), 'sweep.yaml')})"
     if sweep.grid_size() > (max_trials or sweep.max_trials):
         if args.dry_run:
             print(plan.describe_large(sweep), flush=True)
         sweep.check_trial_count(max_trials, cap_from)   # raises: refused
     if max_trials:
-        sweep.max_trials = max_trials       # saved in _config/sweep.yaml for a later --resume
+        sweep.max_trials = max_trials       # saved in _<name>/config/sweep.yaml for a later --resume
     trials = sweep.trials()
     if not checked:
         check_storage(sweep.path, sweep.storage, uri, where)

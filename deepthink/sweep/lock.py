@@ -1,4 +1,4 @@
-"""One driver per sweep directory: the lock `<storage>/<name>/_driver.lock`.
+"""One driver per sweep directory: the lock `<storage>/_<name>/driver.lock` (beside the results).
 
     with lock.hold(uri, wait=False, hint="deepthink sweep s.yaml --resume --wait"):
         ...   # check the directory, start Ray, fit
@@ -43,10 +43,10 @@ from typing import Callable, Iterator
 
 import pyarrow.fs as pafs
 
-from deepthink.results import filesystem, is_local
+from deepthink.results import filesystem, is_local, state_dir
 from deepthink.sweep.state import SweepError, join
 
-LOCK_NAME = "_driver.lock"          # '_': pyarrow skips it, the directory stays one dataset
+LOCK_NAME = "driver.lock"           # in the sweep's state directory, never among the results
 HEARTBEAT_S = 10.0                   # how often the holder rewrites its heartbeat
 STALE_AFTER_S = 120.0                # a heartbeat older than this (another host, object storage) is stale
 SETTLE_S = 3.0                       # object storage: write, wait this long, read back
@@ -192,6 +192,8 @@ class _ObjectLock:
         return True, previous
 
     def write(self, me: Holder) -> None:
+        if isinstance(self.fs, pafs.LocalFileSystem):     # (the tests' stand-in for a bucket)
+            self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
         with self.fs.open_output_stream(self.path) as fh:
             fh.write(me.text())
 
@@ -214,9 +216,9 @@ class DriverLock:
         object_store = (not is_local(uri)) if object_store is None else object_store
         self.created_dir = False
         if object_store:
-            self.impl: _LocalLock | _ObjectLock = _ObjectLock(join(uri, LOCK_NAME))
+            self.impl: _LocalLock | _ObjectLock = _ObjectLock(lock_file(uri))
         else:
-            fs, path = filesystem(uri)
+            fs, path = filesystem(state_dir(uri))
             self.created_dir = fs.get_file_info(path).type == pafs.FileType.NotFound
             os.makedirs(path, exist_ok=True)
             self.dir = path
@@ -230,7 +232,7 @@ class DriverLock:
             ok, other = self.impl.try_acquire(self.me)
             if ok:
                 if other is not None and other.token != self.me.token:
-                    self.log(f"note: took over the lock {join(self.uri, LOCK_NAME)} left by {other.describe()}, "
+                    self.log(f"note: took over the lock {lock_file(self.uri)} left by {other.describe()}, "
                              f"which is no longer running")
                 break
             who = other.describe() if other else "a driver that is just starting"
@@ -250,7 +252,7 @@ class DriverLock:
         while not self._stop.wait(HEARTBEAT_S):
             try:
                 if not self.impl.still_mine(self.me):
-                    self.log(f"warning: another driver took over {join(self.uri, LOCK_NAME)}; "
+                    self.log(f"warning: another driver took over {lock_file(self.uri)}; "
                              f"this driver no longer holds the sweep directory")
                     return
                 self.me.heartbeat = time.time()
@@ -272,10 +274,15 @@ class DriverLock:
                 os.rmdir(self.dir)
 
 
+def lock_file(uri: str) -> str:
+    """The lock of the sweep whose results go to `uri`."""
+    return join(state_dir(uri), LOCK_NAME)
+
+
 def running_driver(uri: str) -> Holder | None:
     """The driver that holds this sweep directory now, judged from outside (the --dry-run note):
     the lock's holder if its pid runs (this host) or its heartbeat is fresh (another host)."""
-    fs, path = filesystem(join(uri, LOCK_NAME))
+    fs, path = filesystem(lock_file(uri))
     try:
         with fs.open_input_stream(path) as fh:
             holder = Holder.parse(fh.read().strip(b"\0 "))

@@ -3,8 +3,8 @@ file, the key `storage`, the value and the fix.
 
 - A local path: the path itself, or its nearest existing parent, must be a writable directory
   (probed by creating and removing a file, so it holds for root too, whom chmod does not stop).
-- s3://, gs://...: pyarrow.fs must reach the bucket and write into the sweep directory (a probe
-  object, removed again) within STORAGE_TIMEOUT_S seconds. A custom endpoint (MinIO, Ceph, moto)
+- s3://, gs://...: pyarrow.fs must reach the bucket and write beside the results, into the sweep's
+  state directory <storage>/_<name>/ (a probe object, removed again; the results hold only Parquet) within STORAGE_TIMEOUT_S seconds. A custom endpoint (MinIO, Ceph, moto)
   goes in the URI's query (`?endpoint_override=HOST:PORT&scheme=http`) or in AWS_ENDPOINT_URL.
 - Inside a Ray job (`ray job submit`), a relative local path is refused: it would resolve against
   the job's working directory, which with `--working-dir` is a copy that Ray deletes afterwards.
@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from deepthink.configfile import ConfigError
-from deepthink.results import filesystem, is_local, join_uri
+from deepthink.results import filesystem, is_local, join_uri, state_dir
 
 STORAGE_TIMEOUT_S = 10.0
 
@@ -104,14 +104,14 @@ def _check_remote(path: str, storage: str, uri: str, where: str) -> None:
 
     def probe() -> None:
         import pyarrow.fs as pafs
-        fs, p = filesystem(uri)
+        fs, p = filesystem(state_dir(uri))
         bucket = p.split("/", 1)[0]
         info = fs.get_file_info(bucket)
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"bucket {bucket!r} not found")
         # Reading is not enough: Ray, the lock and the trials write here. A probe object, removed
-        # again ('.' names are skipped by every Parquet reader should the removal fail).
-        stage[0] = f"write into it (tried {join_uri(uri, '.deepthink-probe-*')})"
+        # again, in <storage>/_<name>/ (a leftover there is no reader's business).
+        stage[0] = f"write into it (tried {join_uri(state_dir(uri), '.deepthink-probe-*')})"
         probe_path = f"{p.rstrip('/')}/.deepthink-probe-{uuid.uuid4().hex}"
         with fs.open_output_stream(probe_path) as fh:
             fh.write(b"probe")

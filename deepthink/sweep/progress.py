@@ -2,10 +2,15 @@
 summary, printed to the terminal and appended to a log file.
 
     15:02:11 start  3c1f0_00002 dt_recall_w8_d12_a0_lr0.001_s0
+    15:02:12 info   3c1f0_00002 dt_recall_w8_d12_a0_lr0.001_s0: device cpu
     15:02:14 epoch  3c1f0_00002 dt_recall_w8_d12_a0_lr0.001_s0 1/2 loss 0.6931 val_acc 12.5% lr 0.001 (2.1 s) on 10.0.0.5/1a2b3c4d pid 4242
     15:02:40 == 8 trials: 2 pending, 2 running, 3 done (3 ok, 0 diverged), 1 failed
     15:02:41 RETRY  3c1f0_00004 ... crashed (failure 1, max_failures 2): retrying from its last checkpoint
     15:02:50 FAILED 3c1f0_00005 ... ValueError: ...; wrote its rows with status 'failed'
+
+`info` lines are the trial's own messages (deepthink.train's log: device, resumed from, evaluation
+progress, ...), which the trial sends in reports of their own (trainable.py): each printed once,
+in the order the trial sent them, between its epoch lines. The same lines go to the log file.
 
 It also writes the rows of a trial that failed for good (results.failed_rows), since the trial's own
 process is gone by then. Picklable: Ray saves it inside the experiment state and --resume brings it back.
@@ -34,9 +39,8 @@ def _fmt(v) -> str:
 
 
 class SweepProgress(Callback):
-    def __init__(self, sweep_uri: str, log_path: str, max_failures: int, summary_every_s: float = 30.0):
+    def __init__(self, sweep_uri: str, max_failures: int, summary_every_s: float = 30.0):
         self.sweep_uri = sweep_uri
-        self.log_path = log_path
         self.max_failures = max_failures
         self.summary_every_s = summary_every_s
         self._last_summary = 0.0
@@ -59,6 +63,13 @@ class SweepProgress(Callback):
             os.kill(os.getpid(), signal.SIGINT)     # Tune's graceful stop
         except OSError:
             pass
+
+    @property
+    def log_path(self) -> str:
+        """Computed, not stored: --resume brings this callback back from Ray's saved state, and a
+        sweep of an earlier version stored a log path inside its results directory."""
+        from deepthink.sweep.state import log_path
+        return log_path(self.sweep_uri)
 
     def setup(self, **info) -> None:
         self._last_summary = time.monotonic()
@@ -100,6 +111,10 @@ class SweepProgress(Callback):
         self.emit(f"start  {trial.trial_id} {self._name(trial)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result.get("log") is not None:
+            for line in str(result["log"]).splitlines() or [""]:
+                self.emit(f"info   {trial.trial_id} {self._name(trial)}: {line}")
+            return
         if "epoch" not in result or "outcome" in result:     # the last report repeats the last epoch
             return
         epochs = trial_from_tune(trial.config).train.epochs if trial.config.get("trial") else "?"

@@ -1,13 +1,13 @@
 """Ways out of broken sweep states, used by `deepthink sweep --resume` and the trainable.
 
     trial_statuses(uri)          {trial id: 'ok' | 'diverged' | 'stopped' | 'failed' | 'corrupt'} (results.py)
-    set_aside_corrupt(uri, log)  unreadable trial files -> _corrupt/ (kept for a look); retrained
+    set_aside_corrupt(uri, log)  unreadable trial files -> corrupt/ (kept for a look); retrained
     finished_without_results()   trials Ray recorded as finished whose results file is missing
     before_resume(uri, ray_dir)  both of the above, said in the log (what --resume calls)
     intact_checkpoint(...)       the newest checkpoint of a trial that loads, newest first
 
 Every state has a way out that --resume takes by itself:
-- a trial file that cannot be read: moved to `_corrupt/`, the trial is run again;
+- a trial file that cannot be read: moved to `corrupt/`, the trial is run again;
 - a trial Ray recorded as finished but without its results file (deleted, lost in a copy): Ray is
   asked to resume finished trials too; those with their results skip at once, the missing one
   continues from its last checkpoint (after its last epoch: it is only evaluated again) or, without
@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 import pyarrow.fs as pafs
 
-from deepthink.results import FINISHED, filesystem, trial_file, trial_statuses
+from deepthink.results import FINISHED, filesystem, state_dir, trial_file, trial_statuses
 
-CORRUPT_DIR = "_corrupt"
+CORRUPT_DIR = "corrupt"     # in the sweep's state directory <storage>/_<name>/, never among the results
 
 
 def _say(msg: str) -> None:
@@ -36,16 +36,18 @@ def _say(msg: str) -> None:
 
 
 def set_aside_corrupt(uri: str, log: Callable[[str], None] = _say) -> list[str]:
-    """Move unreadable trial files to <uri>/_corrupt/ (pyarrow skips '_' names) and say so."""
+    """Move unreadable trial files to <storage>/_<name>/corrupt/ (out of the dataset) and say so.
+    They keep their name but not the .parquet ending (`.parquet.corrupt`): no reader globbing
+    for *.parquet below the storage picks them up."""
     fs, base = filesystem(uri)
     moved = []
     for tid, status in trial_statuses(uri).items():
         if status != "corrupt":
             continue
         src = trial_file(base, tid)
-        dst_dir = f"{base.rstrip('/')}/{CORRUPT_DIR}"
+        dst_dir = f"{state_dir(base)}/{CORRUPT_DIR}"
         fs.create_dir(dst_dir, recursive=True)
-        dst = f"{dst_dir}/trial-{tid}.{time.strftime('%Y%m%d-%H%M%S')}.parquet"
+        dst = f"{dst_dir}/trial-{tid}.{time.strftime('%Y%m%d-%H%M%S')}.parquet.corrupt"
         fs.move(src, dst)
         moved.append(tid)
         log(f"note: results file of trial {tid} cannot be read; moved it to {dst} and this --resume "

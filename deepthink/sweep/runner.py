@@ -25,7 +25,7 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 from deepthink.config import SweepConfig, TrialConfig, trial_from_tune
 from deepthink.results import filesystem, is_local
 from deepthink.sweep import lock, plan, repair, state
-from deepthink.sweep import progress
+from deepthink.sweep import output, progress
 from deepthink.sweep.progress import SweepProgress
 from deepthink.sweep.prune import KeepLastCheckpoint
 from deepthink.sweep.schedulers import make_scheduler
@@ -135,7 +135,8 @@ def nodes_not_seeing(uri: str) -> list[str]:
         return []
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     os.makedirs(uri, exist_ok=True)
-    marker = os.path.join(uri, f".probe-{uuid.uuid4().hex}")
+    os.makedirs(state.state_dir(uri), exist_ok=True)
+    marker = os.path.join(state.state_dir(uri), f".probe-{uuid.uuid4().hex}")    # never in the results
     Path(marker).touch()
 
     @ray.remote(num_cpus=0)
@@ -167,8 +168,8 @@ def make_trainable(sweep: SweepConfig, uri: str, data_root: Path):
 
 
 def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_root: Path,
-                max_concurrent: int | None, log_path: str) -> tune.Tuner:
-    """The one place the Tuner is configured. Ray state goes to <uri>/_ray (pyarrow skips '_' names).
+                max_concurrent: int | None) -> tune.Tuner:
+    """The one place the Tuner is configured. Ray's state goes to <storage>/_<name>/ray, beside the results.
 
     A grid or a random search: every trial listed (grid_search over their configs). An adaptive
     search (Optuna): the template trial, the seeds, and TPE's proposals (searchers.py). A
@@ -184,12 +185,12 @@ def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_ro
         param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname, num_samples=num_samples,
-                                    scheduler=make_scheduler(sweep, uri, log_path), search_alg=make_search_alg(sweep)),
+                                    scheduler=make_scheduler(sweep, uri), search_alg=make_search_alg(sweep)),
         run_config=RunConfig(
-            name=state.RAY_DIR, storage_path=uri, verbose=0,
+            name=state.RAY_DIR, storage_path=state.state_dir(uri), verbose=0,
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             failure_config=FailureConfig(max_failures=sweep.max_failures),
-            callbacks=[SweepProgress(uri, log_path, sweep.max_failures), KeepLastCheckpoint()]))
+            callbacks=[SweepProgress(uri, sweep.max_failures), KeepLastCheckpoint()]))
 
 
 
@@ -203,15 +204,8 @@ def restore_tuner(sweep: SweepConfig, uri: str, data_root: Path, rerun_finished:
         resume_config = ResumeConfig(finished=ResumeConfig.ResumeType.RESUME,
                                      unfinished=ResumeConfig.ResumeType.RESUME,
                                      errored=ResumeConfig.ResumeType.RESUME)
-    return tune.Tuner.restore(state.join(uri, state.RAY_DIR), make_trainable(sweep, uri, data_root),
+    return tune.Tuner.restore(state.ray_dir(uri), make_trainable(sweep, uri, data_root),
                               resume_errored=True, _resume_config=resume_config)
-
-
-def log_path_for(uri: str, name: str) -> str:
-    if is_local(uri):
-        return state.join(uri, state.LOG_DIR, "sweep.log")
-    # Object stores cannot append: log locally, copy to <uri>/_logs/ when the sweep ends.
-    return str(Path(tempfile.gettempdir()) / "deepthink-sweeps" / name / "sweep.log")
 
 
 # ---- the whole run -----------------------------------------------------------------------------------
@@ -225,7 +219,8 @@ def run_sweep(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str,
     `wait` this one waits for it. `rerun(resume=, wait=)` gives the command the messages suggest."""
     rerun = rerun or (lambda resume, wait=False: f"deepthink sweep {sweep_file}" + " --resume" * resume
                       + " --wait" * wait)
-    with lock.hold(uri, wait=wait, hint=rerun(resume=True, wait=True)):
+    state.move_old_layout(uri)      # a directory of an earlier version: its state goes beside it
+    with output.quiet_ray(), lock.hold(uri, wait=wait, hint=rerun(resume=True, wait=True)):
         return _run_locked(sweep, trials, sweep_file=sweep_file, uri=uri, data_root=data_root, address=address,
                            resume=resume, max_concurrent=max_concurrent, source_text=source_text, rerun=rerun)
 
@@ -241,11 +236,20 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
         state.check_same_trials(uri, trials, sweep_file, sweep)
         if max_concurrent:
             print("note: --max-concurrent is fixed when a sweep starts; --resume keeps the first run's setting")
-        rerun_finished = repair.before_resume(uri, state.join(uri, state.RAY_DIR))
+        rerun_finished = repair.before_resume(uri, state.ray_dir(uri))
         done_before = state.finished_trials(uri)
     if not address:
         plan.check_feasible(sweep, plan.local_capacity())
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    return _run_on_ray(sweep, trials, sweep_file=sweep_file, uri=uri, data_root=data_root, address=address,
+                       resume=resume, max_concurrent=max_concurrent, source_text=source_text, rerun=rerun,
+                       done_before=done_before, rerun_finished=rerun_finished)
+
+
+def _run_on_ray(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: str, uri: str, data_root: Path,
+                address: str | None, resume: bool, max_concurrent: int | None, source_text: str,
+                rerun: Callable[..., str], done_before: set[str], rerun_finished: bool) -> int:
+    n_trials = sweep.n_trials(trials)     # an adaptive search: num_samples x seeds, created as it goes
     cap = start_ray(address)
     try:
         plan.check_feasible(sweep, cap)
@@ -254,15 +258,16 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
             raise state.SweepError(problem)
         if not resume:
             state.save_config(uri, sweep, trials, source_text)
-        log_path = log_path_for(uri, sweep.name)
+        log_path = state.log_path(uri)
         now, full = plan.concurrency(cap, sweep.resources.cpu, sweep.resources.gpu)
         at_once = min(now or full or 0, max_concurrent or n_trials, n_trials)
         scaling = " once the autoscaler adds nodes" if now == 0 and full else ""
+        board = output.tensorboard_hint(state.ray_dir(uri), is_local(uri))
         print(f"sweep {sweep.name}: {n_trials} trials, {len(done_before)} already done, up to "
               f"{at_once} at once on {cap.where}{scaling}\n"
-              f"results: {uri}\nlog: {log_path}", flush=True)
+              f"results: {uri}\nlog: {log_path}" + (f"\n{board}" if board else ""), flush=True)
         tuner = restore_tuner(sweep, uri, data_root, rerun_finished) if resume else build_tuner(
-            sweep, trials, uri, data_root, max_concurrent, log_path)
+            sweep, trials, uri, data_root, max_concurrent)
         progress.storage_error = None
         with _sigterm_as_sigint():
             grid = tuner.fit()
@@ -312,7 +317,7 @@ def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str, 
     the log next to URI storage, choose the exit status."""
     results = list(grid)
     if not is_local(uri) and Path(log_path).exists():
-        fs, path = filesystem(state.join(uri, state.LOG_DIR, "sweep.log"))
+        fs, path = filesystem(state.join(state.log_dir(uri), "sweep.log"))
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with fs.open_output_stream(path) as fh:
             fh.write(Path(log_path).read_bytes())
@@ -327,7 +332,7 @@ def _finish(sweep: SweepConfig, sweep_file: str, uri: str, grid, log_path: str, 
     stopped = f"{counts['stopped']} stopped, " if sweep.scheduler is not None or counts["stopped"] else ""
     print(f"sweep {sweep.name}: {len(ids) + not_created} trials: {counts['ok']} ok, {counts['diverged']} diverged, "
           f"{stopped}{counts['failed']} failed, {unfinished} unfinished\n"
-          f"results: {uri}  (pandas.read_parquet('{uri}'))", flush=True)
+          f"results: {uri}  (pandas.read_parquet({uri!r}))", flush=True)
     if unfinished:
         print(f"interrupted: finish the remaining trials with: {rerun(resume=True)}", flush=True)
         return 130

@@ -2,10 +2,12 @@
 
 Ray's own STOP ends a trial's process at its next report: the trial would leave no results. Here
 ASHA decides exactly as Ray's AsyncHyperBandScheduler does (it is one, on the per-epoch `epoch`
-count), but a STOP becomes a marker `<sweep>/_stops/<trial id>.json` ("stop after epoch E") and the
-trial goes on to its next report. The trial reads the marker before its next epoch, ends training
-there, evaluates the weights of epoch E at every test iteration and writes its rows with status
-'stopped' and epochs_completed E, on its own resources; then it returns like any finished trial.
+count), but a STOP becomes a marker `<storage>/_<name>/stops/<trial id>.json` ("stop after epoch
+E"; beside the results, which hold only Parquet) and the trial goes on to its next report. The
+trial reads the marker before its next epoch, ends training there, evaluates the weights of epoch E
+at every test iteration and writes its rows with status 'stopped' and epochs_completed E, on its
+own resources; then it returns like any finished trial. A trial's message reports (trainable.py)
+carry no metrics and are passed over.
 
 Why that works without waiting: a Tune function trainable reports synchronously (Ray 2.60: the
 training thread blocks in `tune.report` until the driver has processed the result, scheduler
@@ -30,12 +32,17 @@ from deepthink.sweep import state
 
 class StopAfterEpoch(AsyncHyperBandScheduler):
     def __init__(self, sweep_uri: str, *, metric: str, mode: str, grace_period: int, reduction_factor: float,
-                 max_t: int, log_path: str | None = None):
+                 max_t: int):
         super().__init__(time_attr="epoch", metric=metric, mode=mode, max_t=max_t, grace_period=grace_period,
                          reduction_factor=reduction_factor, brackets=1, stop_last_trials=True)
         self.sweep_uri = sweep_uri
-        self.log_path = log_path
         self._marked: set[str] = set()
+
+    @property
+    def log_path(self) -> str:
+        """The sweep's progress log, computed (as SweepProgress.log_path): the scheduler is saved
+        with the experiment, and one of an earlier version stored a path inside the results."""
+        return state.log_path(self.sweep_uri)
 
     def _say(self, line: str) -> None:
         """A line in the progress format, to the terminal and the sweep's log (best effort)."""
@@ -62,8 +69,10 @@ class StopAfterEpoch(AsyncHyperBandScheduler):
         return None, None
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if "outcome" in result or trial.trial_id in self._marked:
-            return TrialScheduler.CONTINUE     # a trial's last report, or one already told to stop
+        if "outcome" in result or result.get("log") is not None or trial.trial_id in self._marked:
+            # a trial's last report, a message (trainable.py: its metrics are None), or a trial
+            # already told to stop
+            return TrialScheduler.CONTINUE
         if trial.trial_id not in self._trial_info:       # restored trials (--resume)
             self.on_trial_add(tune_controller, trial)
         epoch, value = result.get("epoch"), result.get(self._metric)
@@ -97,10 +106,10 @@ class StopAfterEpoch(AsyncHyperBandScheduler):
         self._trial_info.pop(trial.trial_id, None)
 
 
-def make_scheduler(sweep: SweepConfig, uri: str, log_path: str | None = None) -> StopAfterEpoch | None:
+def make_scheduler(sweep: SweepConfig, uri: str) -> StopAfterEpoch | None:
     """The sweep's scheduler, or None (Tune's FIFO: every trial runs all its epochs)."""
     s = sweep.scheduler
     if s is None:
         return None
     return StopAfterEpoch(uri, metric=s.metric, mode=s.direction, grace_period=s.grace_period,
-                          reduction_factor=s.reduction_factor, max_t=s.max_t or sweep.max_epochs(), log_path=log_path)
+                          reduction_factor=s.reduction_factor, max_t=s.max_t or sweep.max_epochs())

@@ -1,16 +1,23 @@
-"""The sweep directory `<storage>/<name>/`: what already exists there, resume/refuse, saved config, rows.
+"""A sweep's two directories: what already exists there, resume/refuse, saved config, rows.
 
-    trial-<ray trial id>.parquet   results: one file per finished trial (deepthink.results.write_trial)
-    _config/sweep.yaml             the resolved sweep (every default filled in)
-    _config/trials.yaml            one entry per trial: the exact TrialConfig each trial runs
-    _config/source.yaml            the sweep file as given
-    _ray/                          Ray Tune's experiment state and checkpoints (what --resume restores)
-    _logs/sweep.log                the progress log (local storage; see progress.py for URIs)
-    _stops/<trial id>.json         early stopping: the scheduler's decision that a trial stops after
-                                   an epoch (the trial reads it, evaluates and writes status 'stopped')
+    <storage>/<name>/              the results, and nothing else (any Parquet reader takes it whole)
+      trial-<ray trial id>.parquet   one file per finished trial (deepthink.results.write_trial)
+    <storage>/_<name>/             everything else of the sweep (state_dir)
+      config/sweep.yaml              the resolved sweep (every default filled in)
+      config/trials.yaml             one entry per trial: the exact TrialConfig each trial runs
+      config/source.yaml             the sweep file as given
+      ray/                           Ray Tune's experiment state and checkpoints (what --resume restores)
+      logs/sweep.log                 the progress log (local storage; see log_path for URIs)
+      driver.lock                    the running driver (lock.py)
+      corrupt/                       unreadable results files set aside by --resume (repair.py)
+      tmp/                           results files being written (renamed into <name>/ when whole)
+      stops/<trial id>.json          early stopping: the scheduler's decision that a trial stops after
+                                     an epoch (the trial reads it, evaluates and writes status 'stopped')
 
-Names starting with '_' are ignored by pyarrow, so `pandas.read_parquet(<storage>/<name>)` reads only
-results. A directory that already holds Ray state or results is never reused silently: without
+On object storage with options in the URI's query string (s3://b/runs?endpoint_override=...), both
+lie before the query: s3://b/runs/<name>?... and s3://b/runs/_<name>?... (results.join_uri).
+
+A directory that already holds Ray state or results is never reused silently: without
 --resume the sweep refuses (and says how to finish or start fresh); with --resume Ray restores the
 experiment with the trials it was started with, so a changed sweep file is refused as well.
 
@@ -18,6 +25,7 @@ Ray-free: the dry run and the refusal happen before Ray starts.
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +33,13 @@ import pyarrow.fs as pafs
 import yaml
 
 from deepthink.config import SweepConfig, TrialConfig
-from deepthink.results import (FINISHED, filesystem, finished_status, is_local, join_uri, trial_file,
+from deepthink.results import (FINISHED, filesystem, finished_status, is_local, join_uri, state_dir, trial_file,
                                trial_statuses, written_trials)
 
-RAY_DIR = "_ray"
-CONFIG_DIR = "_config"
-LOG_DIR = "_logs"
-STOPS_DIR = "_stops"
+RAY_DIR = "ray"
+CONFIG_DIR = "config"
+LOG_DIR = "logs"
+STOPS_DIR = "stops"
 # Ray Tune writes this file when an experiment starts; Tuner.can_restore() looks for the same name.
 TUNER_STATE = "tuner.pkl"
 
@@ -53,13 +61,36 @@ def join(uri: str, *parts: str) -> str:
     return join_uri(uri, *parts)
 
 
+def ray_dir(uri: str) -> str:
+    """Ray Tune's experiment directory of the sweep whose results go to `uri`."""
+    return join(state_dir(uri), RAY_DIR)
+
+
+def config_dir(uri: str) -> str:
+    return join(state_dir(uri), CONFIG_DIR)
+
+
+def log_dir(uri: str) -> str:
+    return join(state_dir(uri), LOG_DIR)
+
+
+def log_path(uri: str) -> str:
+    """Where the driver appends the progress log: <storage>/_<name>/logs/sweep.log; on an object
+    store (which cannot append) a local file, copied there when the sweep ends."""
+    if is_local(uri):
+        return join(log_dir(uri), "sweep.log")
+    import tempfile
+    name = uri.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]     # before a query string (join_uri)
+    return str(Path(tempfile.gettempdir()) / "deepthink-sweeps" / name / "sweep.log")
+
+
 def _exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
 def has_ray_state(uri: str) -> bool:
-    return _exists(join(uri, RAY_DIR, TUNER_STATE))
+    return _exists(join(ray_dir(uri), TUNER_STATE))
 
 
 def finished_trials(uri: str) -> set[str]:
@@ -75,7 +106,8 @@ def trial_finished(uri: str, trial_id: str) -> bool:
 
 
 def stop_marker(uri: str, trial_id: str) -> str:
-    return join(uri, STOPS_DIR, f"{trial_id}.json")
+    """<storage>/_<name>/stops/<trial id>.json: beside the results, which hold only Parquet."""
+    return join(state_dir(uri), STOPS_DIR, f"{trial_id}.json")
 
 
 def write_stop(uri: str, trial_id: str, epoch: int, reason: str) -> None:
@@ -110,11 +142,59 @@ def check_start(uri: str, n_trials: int, resume: bool, sweep_file: str, resume_c
             f"sweep directory {uri} already exists ({what}; {len(done)} of {n_trials} trials finished"
             f"{f', {failed} failed' if failed else ''}; the sweep looks {finished}). Refusing to start it "
             f"again over old results.\n"
-            f"{hint}To start fresh: delete {uri} (e.g. rm -r {uri}) or change `name:` in {sweep_file}.")
+            f"{hint}To start fresh: delete {uri} and {state_dir(uri)} (e.g. rm -r {shlex.join([uri, state_dir(uri)])}) "
+            f"or change `name:` in {sweep_file}.")
     if resume and not state:
-        extra = f" ({len(files)} results files, but no Ray state under {RAY_DIR}/)" if files else ""
+        extra = f" ({len(files)} results files, but no Ray state in {ray_dir(uri)})" if files else ""
         raise SweepError(f"nothing to resume at {uri}{extra}. Run without --resume to start the sweep.")
     return done
+
+
+# What earlier versions kept inside the results directory, and where it lies now.
+OLD_LAYOUT = {"_ray": RAY_DIR, "_config": CONFIG_DIR, "_logs": LOG_DIR, "_corrupt": "corrupt",
+              "_figures": "figures", "_checkpoints": "checkpoints", "_stops": STOPS_DIR}
+OLD_LOCK = "_driver.lock"
+
+
+def move_old_layout(uri: str, log=print) -> list[str]:
+    """A sweep directory written by an earlier deepthink kept its state inside the results
+    (`_ray/`, `_config/`, ...): move those folders to <storage>/_<name>/ under their new names (Ray
+    restores an experiment from wherever its directory now lies) and drop the old lock file, saying
+    so. Refused while an earlier driver still holds that lock; local paths only (on an object
+    store the message names the moves to make). Returns what was moved."""
+    if not is_local(uri):
+        fs, base = filesystem(uri)
+        old = [n for n in OLD_LAYOUT if fs.get_file_info(f"{base}/{n}").type != pafs.FileType.NotFound]
+        if old:
+            raise SweepError(f"{uri} holds {', '.join(old)} as written by an earlier deepthink; move each "
+                             f"folder to {state_dir(uri)}/ without its leading '_' (e.g. {uri}/_ray -> "
+                             f"{ray_dir(uri)}), then run again")
+        return []
+    base = Path(filesystem(uri)[1])
+    old = [n for n in OLD_LAYOUT if (base / n).exists()]
+    if not old:
+        return []
+    lock_path = base / OLD_LOCK
+    if lock_path.exists():
+        import fcntl
+        with open(lock_path, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise SweepError(f"{uri} is in use by a driver of an earlier deepthink (it holds {lock_path}); "
+                                 f"run this again after it ends") from None
+    beside = Path(state_dir(str(base)))
+    clash = [OLD_LAYOUT[n] for n in old if (beside / OLD_LAYOUT[n]).exists()]
+    if clash:
+        raise SweepError(f"{uri} holds {', '.join(old)} as written by an earlier deepthink, and {beside} "
+                         f"already holds {', '.join(clash)}: keep one of each and run again")
+    beside.mkdir(parents=True, exist_ok=True)
+    for n in old:
+        (base / n).rename(beside / OLD_LAYOUT[n])
+    lock_path.unlink(missing_ok=True)
+    log(f"note: moved {', '.join(old)} out of the results directory {uri} to {beside}/ "
+        f"({', '.join(OLD_LAYOUT[n] for n in old)}): it now holds only Parquet")
+    return old
 
 
 def _trial_entries(trials: list[TrialConfig]) -> list[dict[str, Any]]:
@@ -139,16 +219,16 @@ def _read_text(uri: str) -> str | None:
 
 def save_config(uri: str, sweep: SweepConfig, trials: list[TrialConfig], source_text: str) -> None:
     resolved = sweep.to_dict()
-    _write_text(join(uri, CONFIG_DIR, "sweep.yaml"), yaml.safe_dump(resolved, sort_keys=False))
-    _write_text(join(uri, CONFIG_DIR, "trials.yaml"), yaml.safe_dump(_trial_entries(trials), sort_keys=False))
-    _write_text(join(uri, CONFIG_DIR, "source.yaml"), source_text)
+    _write_text(join(config_dir(uri), "sweep.yaml"), yaml.safe_dump(resolved, sort_keys=False))
+    _write_text(join(config_dir(uri), "trials.yaml"), yaml.safe_dump(_trial_entries(trials), sort_keys=False))
+    _write_text(join(config_dir(uri), "source.yaml"), source_text)
 
 
 def saved_max_trials(uri: str) -> int | None:
     """The trial cap a sweep was started with (the file's `max_trials:` or --max-trials), from
-    _config/sweep.yaml: --resume allows the grid that the first run allowed. None when not saved
+    _<name>/config/sweep.yaml: --resume allows the grid that the first run allowed. None when not saved
     (no sweep there, or one started by an older version)."""
-    text = _read_text(join(uri, CONFIG_DIR, "sweep.yaml"))
+    text = _read_text(join(config_dir(uri), "sweep.yaml"))
     try:
         value = (yaml.safe_load(text) or {}).get("max_trials") if text else None
     except yaml.YAMLError:
@@ -163,7 +243,7 @@ def _sweep_entry(sweep: SweepConfig) -> dict[str, Any]:
 def check_same_sweep(uri: str, sweep: SweepConfig, sweep_file: str) -> None:
     """On --resume of an adaptive search (no trial list before the run): the resolved sweep must be
     the one it was started with."""
-    saved_text = _read_text(join(uri, CONFIG_DIR, "sweep.yaml"))
+    saved_text = _read_text(join(config_dir(uri), "sweep.yaml"))
     if saved_text is None:
         return
     saved = {k: v for k, v in (yaml.safe_load(saved_text) or {}).items() if k not in ("storage", "description", "max_trials")}
@@ -172,7 +252,7 @@ def check_same_sweep(uri: str, sweep: SweepConfig, sweep_file: str) -> None:
         return
     keys = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     raise SweepError(
-        f"{sweep_file} no longer matches the sweep saved at {join(uri, CONFIG_DIR)} (it differs in {keys}). "
+        f"{sweep_file} no longer matches the sweep saved at {config_dir(uri)} (it differs in {keys}). "
         f"Ray resumes the search a sweep was started with; restore the file, or start a new sweep under "
         f"another `name:`.")
 
@@ -181,7 +261,7 @@ def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str, swee
     """On --resume: the file must still describe the trials the experiment was started with."""
     if sweep is not None and sweep.adaptive:
         return check_same_sweep(uri, sweep, sweep_file)
-    saved_text = _read_text(join(uri, CONFIG_DIR, "trials.yaml"))
+    saved_text = _read_text(join(config_dir(uri), "trials.yaml"))
     if saved_text is None:
         return   # started by an older version or the config write was lost; Ray's state rules
     saved = yaml.safe_load(saved_text)
@@ -195,5 +275,5 @@ def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str, swee
         keys = sorted(k for k in set(saved[i]) | set(now[i]) if saved[i].get(k) != now[i].get(k))
         diff = f"trial {i} differs in {keys}: started with {[saved[i].get(k) for k in keys]}, now {[now[i].get(k) for k in keys]}"
     raise SweepError(
-        f"{sweep_file} no longer matches the sweep saved at {join(uri, CONFIG_DIR)} ({diff}). Ray resumes "
+        f"{sweep_file} no longer matches the sweep saved at {config_dir(uri)} ({diff}). Ray resumes "
         f"the trials a sweep was started with; restore the file, or start a new sweep under another `name:`.")

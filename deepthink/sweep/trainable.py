@@ -2,6 +2,7 @@
 
     tune.get_checkpoint()   -> resume_from    (a retry or a --resume continues from the last epoch saved)
     on_epoch(metrics, dir)  -> tune.report(metrics, checkpoint=Checkpoint.from_directory(dir))
+    log(message)            -> tune.report({"log": message})   (the driver prints it: progress.py)
     TrialOutcome.rows       -> <storage>/<name>/trial-<Ray trial id>.parquet, plus `node` and `device`
 
 An exception from the trainer propagates, so Ray retries the trial from its last checkpoint
@@ -11,6 +12,12 @@ retried. With early stopping, the trial reads the scheduler's decision before ea
 with status 'stopped'. The last report repeats the last epoch's metrics, so that a scheduler or a
 searcher (Optuna: its objective) sees them with the outcome. Imported only by runner.py (it
 imports Ray at module level).
+
+The trial prints nothing itself: its messages (device, resumed from, evaluation progress, ...)
+travel in its reports to the driver, which prints each once, in order, beside the epoch lines it
+prints from the epoch reports (so the trainer's own epoch lines are switched off here). What the
+worker process prints otherwise (a library's warning, a crash) still reaches the terminal through
+Ray's log echo. The scheduler passes over these message reports (their metrics are None).
 """
 from __future__ import annotations
 
@@ -24,6 +31,9 @@ from pathlib import Path
 import ray
 from ray import tune
 from ray.tune import Checkpoint
+
+
+EPOCH_METRICS = ("epoch", "loss", "train_acc", "val_acc", "lr", "seconds", "node")   # deepthink.train's on_epoch + node
 
 
 def node_label() -> str:
@@ -77,12 +87,16 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
 
     # Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    # ... and every restore ("Restored on <ip> from checkpoint: ..."); the trial says it itself.
+    logging.getLogger("ray.tune.trainable.trainable").setLevel(logging.WARNING)
     cfg = trial_from_tune(config)
     trial_id = tune.get_context().get_trial_id()
     node = node_label()
 
     def log(msg: str) -> None:
-        print(f"[{trial_id} {cfg.trial_name}] {msg}", flush=True)
+        # A report of its own, printed by the driver as it arrives. It names the epoch metrics too
+        # (as None): Ray's progress.csv takes its columns from a trial's first report.
+        tune.report({**dict.fromkeys(EPOCH_METRICS), "log": msg})
 
     last: dict = {m: float("nan") for m in metrics}    # the last epoch's metrics, for the last report
 
@@ -120,15 +134,14 @@ def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gp
             outcome = run_trial(cfg, Path(data_root), trial_id=trial_id, checkpoint_dir=scratch,
                                 resume_from=Path(resume_dir) if resume_dir else None,
                                 on_epoch=on_epoch, device=device, log=log, node=node, device_label=device_label,
-                                should_stop=should_stop if early_stopping else None)
+                                should_stop=should_stop if early_stopping else None, log_epochs=False)
         rows = outcome.rows
         try:
-            path = write_trial(sweep_uri, trial_id, rows)
+            write_trial(sweep_uri, trial_id, rows)
         except FinishedResultsExist as e:   # another run of this trial finished first: keep its rows
             log(f"{outcome.status}, but {e}")
             tune.report({**last, "outcome": "written_before", "node": node})
             return
-        log(f"{outcome.status}: {len(rows)} rows -> {path}")
         last.setdefault("epoch", outcome.epochs_completed)
         tune.report({**last, "outcome": outcome.status, "epochs_completed": outcome.epochs_completed,
                      "train_seconds": outcome.train_seconds, "rows": len(rows), "node": node})

@@ -1,0 +1,236 @@
+"""What `deepthink sweep` and `deepthink demo` print (issue 12, part 5).
+
+A real sweep on embedded Ray, its stdout and stderr sent to a file (not a terminal), as a user's
+`deepthink sweep FILE > out.txt 2>&1` would: every epoch line once and in order per trial, no ANSI
+escape codes, none of Ray's wrong advice, evaluation progress lines, and a TensorBoard line that
+names the directory holding the event files. The slow tests interrupt a sweep and a demo, given
+options with spaces and quotes, and run the printed resume command through a shell exactly as
+printed. The units (noise table, progress throttling, colour stripping, command quoting) are
+table-driven below them.
+"""
+import io
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from deepthink.evaluate import EvalProgress
+from deepthink.sweep import output
+from test_sweep import ROOT, tiny_sweep
+
+# What Ray (Tune's new output engine, its logs) printed into a redirected sweep before issue 12.
+MISLEADING = [r"Tuner\.restore", r"Configuration for experiment", r"View detailed results here",
+              r"To visualize your results with TensorBoard", r"driver_artifacts", r"/tmp/ray",
+              r"Wrote the latest version", r"Failed to fetch metrics", r"\(train_trial pid="]
+EPOCH = re.compile(r"^\d\d:\d\d:\d\d epoch  (\w+) \S+ (\d+)/(\d+) ", re.M)
+PROGRESS = re.compile(r"^\d\d:\d\d:\d\d info   (\w+) \S+: evaluating: (\d+)% \((\d[\d,]*)/(\d[\d,]*) batch-iterations\)", re.M)
+
+
+def deepthink(*args, env=None, out: Path, **popen):
+    """`deepthink ARGS > out 2>&1` in a subprocess (Popen), the way a user redirects it."""
+    env = {**os.environ, **(env or {})}
+    env.pop("RAY_COLOR_PREFIX", None)
+    return subprocess.Popen([sys.executable, "-m", "deepthink.cli", *map(str, args)], cwd=ROOT, env=env,
+                            stdout=open(out, "w"), stderr=subprocess.STDOUT, **popen)
+
+
+def test_a_redirected_sweep_prints_each_line_once_in_order_without_colour_or_ray_advice(tmp_path):
+    storage = tmp_path / "my results"                 # a space: the printed paths must stay usable
+    path, doc = tiny_sweep(tmp_path, name="quiet", storage=str(storage),
+                           grid={"model": ["dt_recall"], "max_iters": [2], "width": [8], "lr": [0.001]},
+                           seeds=[0, 1], train={"epochs": 3, "batch_size": 50, "clip": None},
+                           test={"iterations": 20})
+    out = tmp_path / "out.txt"
+    run = deepthink("sweep", path, "--data-root", tmp_path / "data", out=out,
+                    env={"DEEPTHINK_EVAL_PROGRESS_S": "0"})     # every 10% of evaluation, from the start
+    assert run.wait(300) == 0, out.read_text()[-3000:]
+    text = out.read_text()
+
+    assert "\x1b" not in text, "no ANSI escape codes when stdout is not a terminal"
+    for pattern in MISLEADING:
+        assert not re.search(pattern, text), (pattern, text)
+
+    epochs = EPOCH.findall(text)
+    trials = sorted({t for t, _, _ in epochs})
+    assert len(trials) == 2
+    for trial in trials:      # each epoch line once, in order
+        assert [int(e) for t, e, _ in epochs if t == trial] == [1, 2, 3], text
+    lines = text.splitlines()
+    for trial in trials:      # progress: rising percentages, each once, after the last epoch, before done
+        pct = [int(p) for t, p, _, _ in PROGRESS.findall(text) if t == trial]
+        assert len(pct) >= 5 and pct == sorted(set(pct)) and pct[-1] == 100, text
+        at = [i for i, line in enumerate(lines) if f" {trial} " in line]
+        kinds = [lines[i][9:15].strip() + (" eval" if "evaluating:" in lines[i] else "") for i in at]
+        first_eval, last_epoch = kinds.index("info eval"), len(kinds) - 1 - kinds[::-1].index("epoch")
+        assert last_epoch < first_eval and kinds[-1] == "done", kinds
+
+    board = re.search(r"^tensorboard: tensorboard --logdir (.+?)( \(pip install tensorboard\))?$", text, re.M)
+    assert board, text
+    logdir = Path(shlex.split(board.group(1))[0])
+    assert logdir == storage / "_quiet" / "ray"
+    assert len(list(logdir.glob("*/events.out.tfevents.*"))) == 2, "one event file per trial, where it says"
+
+    log = (storage / "_quiet" / "logs" / "sweep.log").read_text()
+    assert EPOCH.findall(log) == epochs and PROGRESS.findall(log) == PROGRESS.findall(text)
+    assert len(pd.read_parquet(storage / "quiet")) == 2 * 3 * 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["sweep", "demo"])
+def test_the_resume_hint_after_ctrl_c_repeats_every_option_and_works_as_printed(tmp_path, command):
+    """Interrupt once the first epoch line is out; the hint must be the command as given (quoted,
+    --storage/--set/--data-root included), and running it through a shell finishes the sweep."""
+    storage, data = tmp_path / "odd 'store'", tmp_path / "data dir"
+    if command == "sweep":
+        path, _ = tiny_sweep(tmp_path, name="cut", storage=str(tmp_path / "unused"),
+                             data={"train": 16, "eval": [20], "count": 2000},
+                             grid={"model": ["dt_recall"], "max_iters": [4], "width": [32], "lr": [0.001]},
+                             seeds=[0, 1, 2], train={"epochs": 5, "batch_size": 50})
+        args = ["sweep", path, "--storage", storage, "--set", "train.epochs=4", "--set", "name=cut run".replace(" ", "_"),
+                "--data-root", data]
+        sweep_dir = storage / "cut_run"
+    else:
+        args = ["demo", "--smoke", "--storage", storage, "--data-root", data]
+        sweep_dir = storage / "quickstart_smoke"
+    out = tmp_path / "first.txt"
+    run = deepthink(*args, out=out)
+    t0 = time.monotonic()
+    while not EPOCH.search(out.read_text()):
+        assert run.poll() is None and time.monotonic() - t0 < 240, out.read_text()[-3000:]
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    assert run.wait(120) == 130, out.read_text()[-3000:]
+    text = out.read_text()
+    assert "Tuner.restore" not in text and "\x1b" not in text
+    hint = re.search(r"^interrupted: finish the remaining trials with: (.+)$", text, re.M).group(1)
+    words = shlex.split(hint)
+    assert words[:2] == ["deepthink", command]
+    for option in ("--storage", "--data-root"):
+        assert words[words.index(option) + 1] == str(dict(zip(args, args[1:]))[option])
+    if command == "sweep":
+        assert words[2] == str(path) and words[-1] == "--resume"
+        assert [words[i + 1] for i, w in enumerate(words) if w == "--set"] == ['train.epochs=4', 'name="cut_run"']
+
+    finished = subprocess.run(["bash", "-c", f"PATH={Path(sys.executable).parent}:$PATH; {hint}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    df = pd.read_parquet(sweep_dir)
+    assert set(df.status) == {"ok"} and not df.duplicated(["trial_id", "split", "difficulty", "test_iters"]).any()
+
+
+# ---- units ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("message,dropped", [
+    ('Experiment has been interrupted, but the most recent state was saved.\nResume experiment with: '
+     'Tuner.restore(path="bucket/deepthink/x/_ray", trainable=...)', True),
+    ("Wrote the latest version of all result files and experiment state to 'bucket/x/_ray' in 0.01s.", True),
+    ("Trials did not complete: [train_trial_522b7_00000]", True),
+    ("Failed to fetch metrics for 2 trial(s):\n- train_trial_1: FileNotFoundError(...)", True),
+    ("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out.", True),
+    ("Started a local Ray instance.", True),
+    # real errors and true warnings pass
+    ("Trial task failed for trial train_trial_522b7_00000", False),
+    ("Token authentication is disabled for this Ray cluster. Anyone with network access ...", False),
+    ("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run.", False),
+    ("Connected to Ray cluster at 10.0.0.1:6379", False),
+])
+def test_ray_noise_is_dropped_and_real_messages_pass(message, dropped):
+    assert output.is_noise(message) is dropped
+
+
+class _Pipe(io.StringIO):
+    def isatty(self):
+        return False
+
+
+def test_quiet_ray_strips_colour_from_prints_and_ray_log_records_off_a_terminal(monkeypatch):
+    import ray  # noqa: F401   (configures the `ray` logger and its handler)
+    out, err = _Pipe(), _Pipe()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    handler = logging.getLogger("ray").handlers[0]
+    monkeypatch.setattr(handler, "stream", err)
+    with output.quiet_ray():
+        print("\x1b[36m(train_trial pid=1)\x1b[0m hello")
+        logging.getLogger("ray.tune.tune").error("\x1b[36mray::ImplicitFunc.train()\x1b[39m failed")
+        logging.getLogger("ray.tune.tune").warning("Resume experiment with: Tuner.restore(path=\"x\")")
+    assert out.getvalue() == "(train_trial pid=1) hello\n"
+    assert "ray::ImplicitFunc.train() failed" in err.getvalue() and "\x1b" not in err.getvalue()
+    assert "Tuner.restore" not in err.getvalue()
+    assert sys.stdout is out and handler.stream is err, "everything restored afterwards"
+
+
+@pytest.mark.parametrize("steps,quiet_s,seconds_per_step,expected", [
+    (100, 10.0, 0.01, []),                                      # a 1-second evaluation says nothing
+    (100, 0.0, 0.01, list(range(10, 101, 10))),                 # every 10%, each once
+    (1000, 0.0, 0.001, list(range(10, 101, 10))),               # finer steps: still every 10%
+    (10, 0.0, 1.0, list(range(10, 101, 10))),
+    (3, 0.0, 1.0, [33, 66, 100]),                               # fewer steps than 10%: one line each
+    (200, 50.0, 1.0, [25, 30, 40, 50, 60, 70, 80, 90, 100]),    # quiet for 50 s, then every 10%
+    # 10% takes 100 s here: a line at each 10% and one 60 s after each line
+    (1000, 0.0, 1.0, sorted({*range(10, 101, 10), *range(6, 97, 10)})),
+])
+def test_eval_progress_throttles_by_percent_and_time(steps, quiet_s, seconds_per_step, expected):
+    now = [0.0]
+    lines = []
+    progress = EvalProgress(steps, lines.append, quiet_s=quiet_s, clock=lambda: now[0])
+    for _ in range(steps):
+        now[0] += seconds_per_step
+        progress.step()
+    assert [int(re.match(r"evaluating: (\d+)%", line).group(1)) for line in lines] == expected
+    assert all(f"/{steps:,} batch-iterations" in line for line in lines)
+
+
+@pytest.mark.parametrize("given,expected", [
+    (dict(), ["deepthink", "demo"]),
+    (dict(smoke=True, storage="/tmp/a b", data_root=Path("/d/it's")),
+     ["deepthink", "demo", "--smoke", "--storage", "/tmp/a b", "--data-root", "/d/it's"]),
+    (dict(file=Path("my sweeps/q.yaml"), out=Path("fig 1.png")),
+     ["deepthink", "demo", "--file", "my sweeps/q.yaml", "--out", "fig 1.png"]),
+])
+def test_the_demo_suggests_itself_with_every_option(given, expected):
+    from deepthink.demo import QUICKSTART, command_line
+    args = Namespace(**{**dict(file=QUICKSTART, smoke=False, storage=None, data_root=None, out=None,
+                               fresh=True), **given})
+    assert shlex.split(command_line(args)) == expected
+
+
+@pytest.mark.parametrize("given,expected", [
+    (dict(), ["deepthink", "sweep", "s.yaml", "--resume"]),
+    (dict(file="my sweeps/s.yaml", storage="s3://b/p q", data_root=Path("/d d"), address="auto",
+          overrides=[("train.epochs", 5), ("seeds", [0, 1]), ("name", "it's")]),
+     ["deepthink", "sweep", "my sweeps/s.yaml", "--address", "auto", "--data-root", "/d d", "--storage", "s3://b/p q",
+      "--set", "train.epochs=5", "--set", "seeds=[0, 1]", "--set", "name=\"it's\"", "--resume"]),
+])
+def test_the_sweep_suggests_itself_with_every_option(given, expected):
+    from deepthink.configfile import split_assignment
+    from deepthink.sweep.cli import command_line
+    args = Namespace(**{**dict(file="s.yaml", address=None, data_root=None, storage=None, overrides=[],
+                               max_trials=None, max_concurrent=None), **given})
+    words = shlex.split(command_line(args, resume=True))
+    assert words == expected
+    sets = [split_assignment(words[i + 1]) for i, w in enumerate(words) if w == "--set"]
+    assert sets == [tuple(kv) for kv in given.get("overrides", [])], "each --set reads back as given"
+
+
+@pytest.mark.parametrize("env,ray_dir,local,expected", [
+    ({}, "/r/_s/ray", True, r"^tensorboard: tensorboard --logdir /r/_s/ray( \(pip install tensorboard\))?$"),
+    ({}, "/r r/_s/ray", True, r"^tensorboard: tensorboard --logdir '/r r/_s/ray'"),
+    ({}, "s3://b/p/_s/ray", False, r"^tensorboard: event files under s3://b/p/_s/ray/<trial>/"),
+    ({"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}, "/r/_s/ray", True, None),   # Tune writes no event files
+])
+def test_the_tensorboard_line_names_the_event_files_or_is_left_out(monkeypatch, env, ray_dir, local, expected):
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    line = output.tensorboard_hint(ray_dir, local)
+    assert (line is None) if expected is None else re.match(expected, line), line
