@@ -104,6 +104,8 @@ class RecurBlock(nn.Module):
 
     def forward(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.recall is not None:
+            if x.dtype != state.dtype and torch.is_autocast_enabled(state.device.type):
+                x = x.to(state.dtype)     # a caller that skipped cast_for_autocast: cast only x, not the cat
             state = self.recall(torch.cat([state, x], dim=1))   # (B, w+in, *S) -> (B, w, *S)
             if self.recall_act is not None:
                 state = self.recall_act(state)
