@@ -130,3 +130,30 @@ def test_1d_inputs_are_prepared_so_the_recall_concatenation_is_channels_last():
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         net.step(net.project(xp), xp, 0)
     assert batch_copies(prof) == {}
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_in_place_relu_and_residual_give_the_out_of_place_values_and_gradients(dims):
+    """BasicBlock/RecurBlock run ReLU and the residual add in place: output and every gradient
+    equal those of relu(conv2(relu(conv1(x))) + x) after relu(recall(cat)) computed out of place."""
+    net, x = net_and_input(dims)
+    net = FP32.prepare_model(net)
+    block = net.blocks[0]
+    x4 = net._in(FP32.prepare_inputs(x))
+    state = net._in(net.project(x)).detach()
+    results = []
+    for in_place in (True, False):
+        block.zero_grad()
+        s = state.clone().requires_grad_(True)
+        if in_place:
+            out = block(s, x4)
+        else:
+            h = block.recall(torch.cat([s, x4], 1))
+            h = torch.relu(h) if dims == 1 else h
+            for bb in block.body:
+                h = torch.relu(bb.conv2(torch.relu(bb.conv1(h))) + h)
+            out = h
+        out.square().sum().backward()
+        results.append([out.detach(), s.grad] + [p.grad.clone() for p in block.parameters()])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
