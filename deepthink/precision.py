@@ -8,9 +8,9 @@
 - `auto`: on CUDA, bf16 where the card supports it (Ampere and later). On a CPU, bf16 where the
   CPU has native bf16 instructions (AMX-BF16 or AVX512-BF16, from torch.cpu.get_capabilities());
   without them bf16 is emulated and slower than fp32. Detected, not timed: a timing taken on a
-  shared, busy CPU flips from run to run (seen here: 0.3x to 2x for the same convolution within
-  a minute), and a trial must not change precision when it is rerun or resumed. Measured on this
-  CPU (AMD EPYC, AVX512-BF16, no AMX; 1 thread; `python -m deepthink.precision`): one convolution,
+  shared, busy CPU flips from run to run (seen: 0.3x to 2x for the same convolution within
+  a minute), and a trial must not change precision when it is rerun or resumed. Measured on an
+  AMD EPYC (AVX512-BF16, no AMX; 1 thread; `python -m deepthink.precision`): one convolution,
   forward + backward, runs 1.6-2.1x faster in bf16 at widths 128-512, 1D and 2D alike (the
   bf16 dot-product instruction does twice the work of an fp32 FMA; AMX would do far more). The
   trainer stores the resolved precision in the checkpoint.

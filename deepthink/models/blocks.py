@@ -5,7 +5,7 @@ One code path for 1D (prefix sums: (B, C, L)) and 2D (mazes, chess: (B, C, H, W)
 kernel 3, stride 1, padding 1, bias False (reference code; DT-L's recall conv has a bias). A 1D
 conv is built as a Conv2d with a (1, 3) kernel acting on (B, C, 1, L): the same parameters and
 outputs (PyTorch runs conv1d as a 2D convolution anyway), but in channels-last memory a whole
-dt_recall training step ran 3-9% faster on this CPU at widths 128-400, fp32 and bf16
+dt_recall training step ran 3-9% faster on an AMD EPYC at widths 128-400, fp32 and bf16
 (docs/training.md). ThinkingNet adds and removes the unit axis, so callers see (B, C, L) tensors.
 
 `lipschitz=True` builds DT-L's pieces (Bear et al. 2024; docs/models.md has the full table of what
@@ -52,7 +52,7 @@ def spectral_conv(dims: int, cin: int, cout: int, bias: bool = False) -> nn.Conv
     sigma(W_mat) = 1 does not make the conv 1-Lipschitz: each input element enters at most k
     patches (k = 3 in 1D, 9 in 2D), so ||conv|| <= sqrt(k) sigma(W_mat), and a kernel equal in
     every tap reaches that bound (docs/models.md). Our own power iteration was at most a few percent
-    faster than this parametrization on this CPU (benchmarks/bench_spectral_norm.py: 0.89-1.00x per
+    faster than this parametrization on an AMD EPYC (benchmarks/bench_spectral_norm.py: 0.89-1.00x per
     block step), not worth a second implementation, so the standard one is used.
     """
     return spectral_norm(nn.Conv2d(cin, cout, bias=bias, **_conv_shape(dims)))
@@ -80,7 +80,7 @@ class BasicBlock(nn.Module):
         if self.interp_logit is None:
             # In place on the convs' fresh outputs (a conv's backward needs its input, not its
             # output): the same values, one allocation and one pass over memory less per op;
-            # 5-15% of an fp32 step here (docs/training.md). Out of place if the residual would
+            # ~5% of an fp32 step (A/B medians 4.8-6.2%, docs/training.md). Out of place if the residual would
             # promote (an fp32 state fed to a bf16-autocast conv), as `out + x` did.
             out = self.conv2(F.relu(self.conv1(x), inplace=True))
             out = out.add_(x) if out.dtype == x.dtype else out + x
