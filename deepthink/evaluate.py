@@ -30,7 +30,7 @@ from pydantic import Field
 
 from deepthink.configfile import Section
 from deepthink.models import ThinkingNet
-from deepthink.precision import Precision
+from deepthink.precision import Precision, cast_for_autocast
 from deepthink.tasks.base import Task
 
 
@@ -121,6 +121,7 @@ def evaluate_split(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets
             best_conf = torch.full((x.shape[0],), -1.0, device=device)        # (b,)
             best_ok = torch.zeros(x.shape[0], dtype=torch.bool, device=device)
             with precision.autocast():
+                x = cast_for_autocast(x)                                      # once per chunk
                 state = model.project(x)                                      # (b, w, *S)
                 for i in range(k):
                     state = model.step(state, x, i)

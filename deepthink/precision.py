@@ -8,15 +8,24 @@
 - `auto`: on CUDA, bf16 where the card supports it (Ampere and later). On a CPU, bf16 where the
   CPU has native bf16 instructions (AMX-BF16 or AVX512-BF16, from torch.cpu.get_capabilities());
   without them bf16 is emulated and slower than fp32. Detected, not timed: a timing taken on a
-  shared, busy CPU flips from run to run (seen here: 0.3x to 2x for the same convolution within
-  a minute), and a trial must not change precision when it is rerun or resumed. Measured on this
-  CPU (AMD EPYC, AVX512-BF16, no AMX; 1 thread; `python -m deepthink.precision`): one convolution,
+  shared, busy CPU flips from run to run (seen: 0.3x to 2x for the same convolution within
+  a minute), and a trial must not change precision when it is rerun or resumed. Measured on an
+  AMD EPYC (AVX512-BF16, no AMX; 1 thread; `python -m deepthink.precision`): one convolution,
   forward + backward, runs 1.6-2.1x faster in bf16 at widths 128-512, 1D and 2D alike (the
   bf16 dot-product instruction does twice the work of an fp32 FMA; AMX would do far more). The
   trainer stores the resolved precision in the checkpoint.
 
-Models and 2D inputs use channels-last memory on every device (every conv is a Conv2d, 1D ones
-with a (1, 3) kernel; measured here: faster for fp32 and bf16 alike).
+Models and inputs use channels-last memory on every device (every conv is a Conv2d, 1D ones
+with a (1, 3) kernel; measured here: faster for fp32 and bf16 alike). A 1D input (N, C, L) is
+stored as (N, L, C) (`prepare_inputs`) so that the (N, C, 1, L) view the net takes of it has
+channels-last strides: with plain (N, C, L) strides the recall concatenation came out NCHW and the
+recall conv copied it back to channels-last at every iteration.
+
+Under autocast, `cast_for_autocast(x)` casts the input once per batch to the autocast dtype: the
+recurrence concatenates x to the (bf16) state at every iteration, and `torch.cat([bf16 state,
+fp32 x])` promotes to fp32, which the recall conv then casts back to bf16 - two copies of the
+whole (w + in)-channel tensor per iteration (the issue measured ~7.5% of a bf16 step on an AMX
+CPU). Casting x first gives bit-identical values (cat then cast = cast then cat) without them.
 
 Also here: `flush_subnormal_(model)`. With weight decay, weights of unused channels can drift below
 float32's smallest normal number, and fp32 CPU kernels then slow down ~8x (DESIGN.md section 8);
@@ -53,10 +62,24 @@ class Precision:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> channels-last copy; 1D inputs (N, C, L) unchanged (the net adds the unit axis)."""
+        """(N, C, H, W) -> channels-last copy; (N, C, L) -> stored as (N, L, C), so that the
+        net's (N, C, 1, L) view of it is channels-last (same values, same shape)."""
         if self.channels_last and x.dim() == 4:
             return x.contiguous(memory_format=torch.channels_last)
+        if self.channels_last and x.dim() == 3:         # explicit strides: contiguous() keeps a C=1 view as is
+            n, c, length = x.shape
+            return x.new_empty((n, length, c)).copy_(x.transpose(1, 2)).transpose(1, 2)
         return x
+
+
+def cast_for_autocast(x: torch.Tensor) -> torch.Tensor:
+    """`x` in the dtype of the autocast region active on its device (once per batch, before the
+    iterations that concatenate it to the state); unchanged outside autocast (fp32: the same
+    tensor object) and for non-float tensors."""
+    kind = x.device.type
+    if x.is_floating_point() and torch.is_autocast_enabled(kind):
+        return x.to(torch.get_autocast_dtype(kind))
+    return x
 
 
 def bf16_supported(device: torch.device) -> bool:

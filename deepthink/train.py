@@ -47,7 +47,7 @@ from deepthink.evaluate import EvalProgress, accuracy_at, evaluate_split, runnab
 from deepthink.models import ThinkingNet, build_model, count_parameters, get_model_spec
 from deepthink.optim import build_optimizer, lr_at, set_lr
 from deepthink.results import trained_rows
-from deepthink.precision import Precision, flush_subnormal_, resolve_precision
+from deepthink.precision import Precision, cast_for_autocast, flush_subnormal_, resolve_precision
 from deepthink.tasks import Split, get_task
 
 EPOCH_EVAL_EXAMPLES = 256     # fixed train/val subsets behind the per-epoch train_acc / val_acc
@@ -88,6 +88,7 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torc
 def progressive_loss(model: ThinkingNet, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
                      alpha: float, max_iters: int, rng: random.Random) -> torch.Tensor:
     """The training loss of one batch (call inside the precision's autocast)."""
+    x = cast_for_autocast(x)                             # once per batch (precision.py says why)
     n = k = 0
     if alpha > 0:
         n = rng.randrange(0, max_iters)                  # iterations without autograd

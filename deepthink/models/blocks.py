@@ -5,7 +5,7 @@ One code path for 1D (prefix sums: (B, C, L)) and 2D (mazes, chess: (B, C, H, W)
 kernel 3, stride 1, padding 1, bias False (reference code; DT-L's recall conv has a bias). A 1D
 conv is built as a Conv2d with a (1, 3) kernel acting on (B, C, 1, L): the same parameters and
 outputs (PyTorch runs conv1d as a 2D convolution anyway), but in channels-last memory a whole
-dt_recall training step ran 3-9% faster on this CPU at widths 128-400, fp32 and bf16
+dt_recall training step ran 3-9% faster on an AMD EPYC at widths 128-400, fp32 and bf16
 (docs/training.md). ThinkingNet adds and removes the unit axis, so callers see (B, C, L) tensors.
 
 `lipschitz=True` builds DT-L's pieces (Bear et al. 2024; docs/models.md has the full table of what
@@ -56,7 +56,7 @@ def spectral_conv(dims: int, cin: int, cout: int, bias: bool = False) -> nn.Conv
     sigma(W_mat) = 1 does not make the conv 1-Lipschitz: each input element enters at most k
     patches (k = 3 in 1D, 9 in 2D), so ||conv|| <= sqrt(k) sigma(W_mat), and a kernel equal in
     every tap reaches that bound (docs/models.md). Our own power iteration was at most a few percent
-    faster than this parametrization on this CPU (benchmarks/bench_spectral_norm.py: 0.89-1.00x per
+    faster than this parametrization on an AMD EPYC (benchmarks/bench_spectral_norm.py: 0.89-1.00x per
     block step), not worth a second implementation, so the standard one is used.
     """
     return spectral_norm(nn.Conv2d(cin, cout, bias=bias, **_conv_shape(dims)))
@@ -81,9 +81,15 @@ class BasicBlock(nn.Module):
         return INTERP_EPS + (1 - 2 * INTERP_EPS) * torch.sigmoid(self.interp_logit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.act(self.conv1(x)))
         if self.interp_logit is None:
-            return self.act(out + x)
+            # In place on the convs' fresh outputs (a conv's backward needs its input, not its
+            # output): the same values, one allocation and one pass over memory less per op;
+            # ~5% of an fp32 step (A/B medians 4.8-6.2%, docs/training.md). Out of place if the residual would
+            # promote (an fp32 state fed to a bf16-autocast conv), as `out + x` did.
+            out = self.conv2(F.relu(self.conv1(x), inplace=True))
+            out = out.add_(x) if out.dtype == x.dtype else out + x
+            return F.relu(out, inplace=True)
+        out = self.conv2(self.act(self.conv1(x)))
         lam = self.interpolation_weight()
         return self.act(x + lam * (out - x))                   # (1 - lam) x + lam out (dtypes promote)
 
@@ -110,15 +116,19 @@ class RecurBlock(nn.Module):
 
     def forward(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.recall is not None:
+            if x.dtype != state.dtype and torch.is_autocast_enabled(state.device.type):
+                x = x.to(state.dtype)     # a caller that skipped cast_for_autocast: cast only x, not the cat
             state = self.recall(torch.cat([state, x], dim=1))   # (B, w+in, *S) -> (B, w, *S)
-            if self.recall_act is not None:
+            if self.recall_act is F.relu:
+                state = F.relu(state, inplace=True)              # the conv's own output
+            elif self.recall_act is not None:
                 state = self.recall_act(state)
         return self.body(state)
 
 
 def projection(dims: int, cin: int, width: int, norm: bool = False) -> nn.Sequential:
     """conv(in -> w) + ReLU; norm (DT-L): conv + BatchNorm + ReLU."""
-    layers = [conv(dims, cin, width)] + ([nn.BatchNorm2d(width)] if norm else []) + [nn.ReLU()]
+    layers = [conv(dims, cin, width)] + ([nn.BatchNorm2d(width)] if norm else []) + [nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
@@ -128,5 +138,5 @@ def head(dims: int, width: int, out_channels: int, norm: bool = False) -> nn.Seq
     a, b = (width, width // 2) if dims == 1 else (32, 8)
     layers: list[nn.Module] = []
     for cin, cout in ((width, a), (a, b)):
-        layers += [conv(dims, cin, cout)] + ([nn.BatchNorm2d(cout)] if norm else []) + [nn.ReLU()]
+        layers += [conv(dims, cin, cout)] + ([nn.BatchNorm2d(cout)] if norm else []) + [nn.ReLU(inplace=True)]
     return nn.Sequential(*layers, conv(dims, b, out_channels))

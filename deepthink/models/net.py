@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from deepthink.models.blocks import RecurBlock, head, projection
+from deepthink.precision import cast_for_autocast
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class ThinkingNet(nn.Module):
     def forward(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> ThinkOutput:
         """Run `iters` iterations from `state` (projected input if None); `start` is the index of
         the first iteration (only matters for feed-forward nets, whose blocks differ)."""
+        x = cast_for_autocast(x)             # once, not at every iteration's concatenation
         if state is None:
             state = self.project(x)
         for i in range(start, start + iters):
