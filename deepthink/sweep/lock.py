@@ -51,6 +51,7 @@ HEARTBEAT_S = 10.0                   # how often the holder rewrites its heartbe
 STALE_AFTER_S = 120.0                # a heartbeat older than this (another host, object storage) is stale
 SETTLE_S = 3.0                       # object storage: write, wait this long, read back
 POLL_S = 2.0                         # --wait: how often to look again
+DESCRIBE_WAIT_S = 3.0   # how long a refused driver waits for a just-started holder to write its name
 _SIZE = 2048                         # the local file's text is padded to this size (one write)
 
 
@@ -228,6 +229,9 @@ class DriverLock:
 
     def acquire(self, *, wait: bool = False, hint: str = "") -> None:
         said = False
+        # A holder that has taken the lock but not yet written who it is: give it a moment to, so the
+        # refusal names it (host, pid, since when) instead of "a driver that is just starting".
+        describe_by = time.monotonic() + DESCRIBE_WAIT_S
         while True:
             ok, other = self.impl.try_acquire(self.me)
             if ok:
@@ -235,6 +239,9 @@ class DriverLock:
                     self.log(f"note: took over the lock {lock_file(self.uri)} left by {other.describe()}, "
                              f"which is no longer running")
                 break
+            if other is None and time.monotonic() < describe_by:
+                time.sleep(0.1)
+                continue
             who = other.describe() if other else "a driver that is just starting"
             if not wait:
                 self._cleanup_dir()
