@@ -234,3 +234,23 @@ def test_the_tensorboard_line_names_the_event_files_or_is_left_out(monkeypatch, 
         monkeypatch.setenv(k, v)
     line = output.tensorboard_hint(ray_dir, local)
     assert (line is None) if expected is None else re.match(expected, line), line
+
+
+def test_ray_worker_shutdown_traceback_is_dropped_and_other_echo_kept():
+    """Ray's echo of a worker's SystemExit at shutdown is dropped as a block; any other worker
+    output, and a block that turns out not to end in SystemExit, is written unchanged."""
+    import io as _io
+    from deepthink.sweep.output import StripAnsi
+    sink = _io.StringIO()
+    s = StripAnsi(sink)
+    shutdown = ["(train_trial pid=7) Exception ignored in: <function Foo.__del__ at 0x1>",
+                "(train_trial pid=7) Traceback (most recent call last):",
+                '(train_trial pid=7)   File "python/ray/_raylet.pyx", line 712, in raise_sys_exit',
+                "(train_trial pid=7) SystemExit: 1"]
+    other = ["(train_trial pid=8) Exception ignored in: <x>",
+             "(train_trial pid=8) Traceback (most recent call last):",
+             "(train_trial pid=8) ValueError: real"]
+    s.write("\x1b[36mplain line\x1b[0m\n" + "\n".join(shutdown[:2]) + "\n")
+    s.write("\n".join(shutdown[2:]) + "\n(train_trial pid=9) hello\n" + "\n".join(other) + "\npartial")
+    s.close_blocks()
+    assert sink.getvalue() == "plain line\n(train_trial pid=9) hello\n" + "\n".join(other) + "\npartial"

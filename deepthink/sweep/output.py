@@ -66,18 +66,65 @@ class RayNoiseFilter(logging.Filter):
         return not is_noise(message)
 
 
+# Ray echoes a trial worker's shutdown as a traceback that ends in "SystemExit": Tune ends a finished
+# trial's thread with sys.exit, and the interpreter sometimes reports it as "Exception ignored in ...".
+# Harmless and not the trial's error (real failures are reported by the driver, "Trial task failed").
+# Such a block, from its "Exception ignored" line to its "SystemExit: N" line, is held back and
+# dropped; a block that turns out to be anything else is written out unchanged.
+_ECHO = re.compile(r"^\(\w+ pid=(\d+)[^)]*\) (.*)$")
+_BLOCK_START = re.compile(r"^Exception ignored")
+_BLOCK_LINE = re.compile(r"^(Traceback |  |SystemExit|\^)")
+_BLOCK_END = re.compile(r"^SystemExit: -?\d+\s*$")
+
+
 class StripAnsi(io.TextIOBase):
-    """A text stream that writes to `stream` without ANSI escape sequences."""
+    """A text stream that writes to `stream` without ANSI escape sequences, and without Ray's echo of
+    a worker's harmless SystemExit-at-shutdown traceback (above)."""
 
     def __init__(self, stream):
         self.stream = stream
+        self._partial = ""
+        self._held: dict[str, list[str]] = {}      # worker pid -> the lines of an open block
 
     def write(self, text: str) -> int:
-        self.stream.write(ANSI.sub("", text))
+        *lines, self._partial = (self._partial + ANSI.sub("", text)).split("\n")
+        out = [kept for line in lines for kept in self._line(line)]
+        if out:
+            self.stream.write("".join(out))
         return len(text)
 
+    def _line(self, line: str) -> list[str]:
+        m = _ECHO.match(line)
+        if m is None:
+            return [line + "\n"]
+        pid, body = m.groups()
+        held = self._held.get(pid)
+        if held is None:
+            if _BLOCK_START.match(body):
+                self._held[pid] = [line + "\n"]
+                return []
+            return [line + "\n"]
+        if _BLOCK_END.match(body):
+            del self._held[pid]                     # the shutdown traceback: dropped whole
+            return []
+        if _BLOCK_LINE.match(body):
+            held.append(line + "\n")
+            return []
+        del self._held[pid]                         # something else: write it all out
+        return held + [line + "\n"]
+
     def flush(self) -> None:
+        if self._partial:
+            self.stream.write(self._partial)
+            self._partial = ""
         self.stream.flush()
+
+    def close_blocks(self) -> None:
+        """Write out blocks still held (a worker that never reached its SystemExit line)."""
+        for held in self._held.values():
+            self.stream.write("".join(held))
+        self._held.clear()
+        self.flush()
 
     def isatty(self) -> bool:
         return False
@@ -133,8 +180,11 @@ def quiet_ray():
     try:
         yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, StripAnsi):
+                stream.close_blocks()
+            else:
+                stream.flush()
         sys.stdout, sys.stderr = old_out, old_err
         for h, stream in redirected:
             h.setStream(stream)
