@@ -42,7 +42,12 @@ def deepthink(*args) -> list[str]:
 def test_ray_status_needs_the_token_and_the_mode(head):
     """Ray 2.60: a cluster with token auth answers `ray status` only to a client that has the token
     AND sets RAY_AUTH_MODE=token; with the mode unset the client does not even send it."""
-    ok = head.ray("status", "--address", head.address)
+    deadline = time.monotonic() + 60       # right after start: "No cluster status. It may take a few seconds..."
+    while True:
+        ok = head.ray("status", "--address", head.address)
+        if "Active:" in ok.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert ok.returncode == 0 and "Active:" in ok.stdout and "2.0 CPU" in ok.stdout, ok.stdout + ok.stderr
     no_mode = {k: v for k, v in head.env().items() if k != "RAY_AUTH_MODE"}
     refused = head.ray("status", "--address", head.address, env=no_mode, timeout=120)
@@ -53,7 +58,9 @@ def test_ray_status_needs_the_token_and_the_mode(head):
 
 
 def test_a_resubmitted_sweep_job_is_refused_and_loses_nothing(tmp_path, head):
-    path, doc = medium_sweep(tmp_path, "drill")
+    # 30 epochs (about a minute): the first job must still be running when the second is submitted
+    # (with MEDIUM's 5 epochs an idle machine finished it before the second job started)
+    path, doc = medium_sweep(tmp_path, "drill", train={"epochs": 30, "batch_size": 50})
     data = tmp_path / "data"
     first = head.submit(*deepthink(path, "--data-root", data))
     t0 = time.monotonic()
@@ -62,7 +69,7 @@ def test_a_resubmitted_sweep_job_is_refused_and_loses_nothing(tmp_path, head):
         assert time.monotonic() - t0 < 300, head.job_logs(first)[-3000:]
         time.sleep(2)
     second = head.submit(*deepthink(path, "--data-root", data, "--resume"))
-    assert head.wait_job(second) == "FAILED"
+    assert head.wait_job(second) == "FAILED", head.job_logs(second)[-2500:] + "\n=== first ===\n" + head.job_logs(first)[-1500:]
     assert head.cli_job_status(second) == "FAILED"
     logs = head.cli_job_logs(second)
     assert "Traceback" not in logs, logs
