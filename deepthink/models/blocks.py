@@ -14,7 +14,7 @@ the paper leaves open, what is chosen and why):
   the weight reshaped to (out, in*k). That bounds a conv only by sqrt(k) (k = 3 taps in 1D, 9 in
   2D), so the block is approximately, not provably, a contraction; its measured local Lipschitz
   constant is below 1 (tests/test_lipschitz.py);
-- ELU where DT-Recall has ReLU inside the block (1-Lipschitz); projection and head keep ReLU;
+- ELU (dt_l; ReLU in dt_l_relu) where DT-Recall has ReLU inside the block (1-Lipschitz); projection and head keep ReLU;
 - each BasicBlock's residual sum x + f(x) replaced by the convex combination (1 - lam) x + lam f(x)
   with ONE scalar lam per block (a per-channel lam can stretch the state), lam in (0, 1);
 - a bias on the recall conv only; BatchNorm on the projection and head (`projection`, `head`).
@@ -65,8 +65,8 @@ def spectral_conv(dims: int, cin: int, cout: int, bias: bool = False) -> nn.Conv
 class BasicBlock(nn.Module):
     """relu(conv2(relu(conv1(x))) + x): the residual block of the reference deep-thinking nets.
 
-    lipschitz: elu((1 - lam) x + lam conv2(elu(conv1(x)))) with spectrally normalized convs and one
-    learnable scalar lam in (0, 1) per block (docs/models.md: a scalar, not one per channel, so that
+    lipschitz: act((1 - lam) x + lam conv2(act(conv1(x)))) with spectrally normalized convs, act =
+    ACTIVATIONS[activation] (ELU for dt_l, ReLU for dt_l_relu), and one learnable scalar lam in (0, 1) per block (docs/models.md: a scalar, not one per channel, so that
     the combination of two 1-Lipschitz maps stays 1-Lipschitz)."""
 
     def __init__(self, dims: int, width: int, lipschitz: bool = False, activation: str = "elu"):
@@ -99,7 +99,8 @@ class RecurBlock(nn.Module):
 
     The ReLU after the recall conv exists in the reference's 1D nets only (dt_net_recall_1d:
     `[conv_recall, ReLU]`); its 2D nets feed the recall conv's output straight into the blocks.
-    lipschitz: every conv spectrally normalized, ELU for ReLU, the recall conv with a bias.
+    lipschitz: every conv spectrally normalized, ACTIVATIONS[activation] for ReLU (ELU in dt_l), the
+    recall conv with a bias.
     """
 
     def __init__(self, dims: int, width: int, recall_channels: int = 0, lipschitz: bool = False,
