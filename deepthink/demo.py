@@ -70,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if resume:
         print(f"deepthink demo: {uri} holds an earlier run: finishing it with --resume "
               f"(use --fresh to start over)")
+    trials = sweep.trials()
     try:
-        rc = run_sweep(sweep, sweep.trials(), sweep_file=str(args.file), uri=uri,
+        rc = run_sweep(sweep, trials, sweep_file=str(args.file), uri=uri,
                        data_root=resolve_data_root(args.data_root), address=os.environ.get("RAY_ADDRESS") or None,
                        resume=resume, max_concurrent=None, source_text=Path(args.file).read_text(),
                        rerun=lambda **_: command_line(args))
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from analysis import figures, tables
     print("\n## Accuracy at the trained iteration count (test sets)\n")
     tables.main([uri, "--iteration", "train"])
-    doubled = 2 * max(t.max_iters for t in sweep.trials())
+    doubled = 2 * max(t.max_iters for t in trials)
     print(f"\n## Accuracy at twice the trained iterations ({doubled}; a feed-forward net has no iteration past its last block: n/a)\n")
     tables.main([uri, "--iteration", str(doubled)])
     print("\n## Accuracy at each trial's best test iteration (thinking longer)\n")
