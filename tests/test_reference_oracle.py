@@ -81,11 +81,16 @@ def batch_norm(t, w, name):
                         w[f"{name}.bias"], training=False, eps=1e-5)
 
 
-def dt_l_logits(w, x, iters, *, dims, act=F.elu):
+def group_norm(t, w, name):
+    """GroupNorm with one group: each example over all its channels and positions, affine."""
+    return F.group_norm(t, 1, w[f"{name}.weight"], w[f"{name}.bias"], eps=1e-5)
+
+
+def dt_l_logits(w, x, iters, *, dims, act=F.elu, norm=batch_norm):
     """DT-L: F = conv+BN+ReLU; G = DT-Recall's block with spectral-normalized convs, a bias on the
     recall conv, ELU for ReLU and each residual sum x + f(x) replaced by (1 - lam) x + lam f(x);
-    H = the reference head with BN after its first two convs."""
-    state = F.relu(batch_norm(conv(x, w["projection.0.weight"], dims), w, "projection.1"))
+    H = the reference head with BN (or `norm`) after its first two convs."""
+    state = F.relu(norm(conv(x, w["projection.0.weight"], dims), w, "projection.1"))
     for _ in range(iters):
         z = conv(torch.cat([state, x], 1), spectral_normalized(w, "blocks.0.recall"), dims,
                  bias=w["blocks.0.recall.bias"])
@@ -98,15 +103,15 @@ def dt_l_logits(w, x, iters, *, dims, act=F.elu):
             lam = LAM_EPS + (1 - 2 * LAM_EPS) * torch.sigmoid(w[f"{p}.interp_logit"])
             z = act((1 - lam) * z + lam * f)
         state = z
-    out = F.relu(batch_norm(conv(state, w["head_convs.0.weight"], dims), w, "head_convs.1"))
-    out = F.relu(batch_norm(conv(out, w["head_convs.3.weight"], dims), w, "head_convs.4"))
+    out = F.relu(norm(conv(state, w["head_convs.0.weight"], dims), w, "head_convs.1"))
+    out = F.relu(norm(conv(out, w["head_convs.3.weight"], dims), w, "head_convs.4"))
     return conv(out, w["head_convs.6.weight"], dims)
 
 
-def dt_l_keys(**_):
+def dt_l_keys(norm_keys=BN):
     keys = {"projection.0.weight", "head_convs.0.weight", "head_convs.3.weight", "head_convs.6.weight",
             "blocks.0.recall.bias"}
-    keys |= {f"{m}.{k}" for m in ("projection.1", "head_convs.1", "head_convs.4") for k in BN}
+    keys |= {f"{m}.{k}" for m in ("projection.1", "head_convs.1", "head_convs.4") for k in norm_keys}
     for c in ["blocks.0.recall"] + [f"blocks.0.body.{j}.conv{k}" for j in range(2) for k in (1, 2)]:
         keys |= {f"{c}{SN}.original", f"{c}{SN}.0._u", f"{c}{SN}.0._v"}
     return keys | {f"blocks.0.body.{j}.interp_logit" for j in range(2)}
@@ -127,6 +132,9 @@ ORACLES = {
                  keys=lambda n_blocks: dt_l_keys()),      # paper 3 (Bear et al. 2024)
     "dt_l_relu": dict(logits=lambda w, x, iters, dims: dt_l_logits(w, x, iters, dims=dims, act=F.relu),
                       keys=lambda n_blocks: dt_l_keys()),  # dt_l with ReLU for ELU in G
+    "dt_l_relu_gn": dict(logits=lambda w, x, iters, dims: dt_l_logits(w, x, iters, dims=dims, act=F.relu,
+                                                                      norm=group_norm),
+                         keys=lambda n_blocks: dt_l_keys(norm_keys=("weight", "bias"))),  # + GroupNorm in F and H
 }
 
 

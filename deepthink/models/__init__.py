@@ -6,6 +6,7 @@
     dt_recall  paper 2 DT-Recall: the input concatenated to the state at every iteration
     dt_l       paper 3 DT-L: DT-Recall with a Lipschitz-constrained recurrent block (docs/models.md)
     dt_l_relu  DT-L with ReLU for ELU inside the block (deepthink's variant; docs/models.md)
+    dt_l_relu_gn  dt_l_relu with GroupNorm for BatchNorm in projection and head (deepthink's; docs/models.md)
 
 The 1D/2D choice and input channels come from the task, never from the model name.
 """
@@ -24,6 +25,7 @@ class ModelSpec:
     description: str
     lipschitz: bool = False
     activation: str = "elu"      # the activation inside a Lipschitz block (lipschitz models only)
+    norm: str = "batch"          # projection/head normalization (lipschitz models only): batch | group
 
     @property
     def recurrent(self) -> bool:
@@ -41,6 +43,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
               description="DT-L: DT-Recall with a Lipschitz-constrained block (paper 3)"),
     ModelSpec("dt_l_relu", recall=True, shared=True, lipschitz=True, activation="relu",
               description="DT-L with ReLU instead of ELU in the block (deepthink; docs/models.md)"),
+    ModelSpec("dt_l_relu_gn", recall=True, shared=True, lipschitz=True, activation="relu", norm="group",
+              description="dt_l_relu with GroupNorm instead of BatchNorm outside the block (deepthink; docs/models.md)"),
 ]}
 
 
@@ -64,7 +68,7 @@ def build_model(name: str, *, width: int, max_iters: int, in_channels: int, dims
     spec = get_model_spec(name)
     return ThinkingNet(ModelConfig(width=width, max_iters=max_iters, in_channels=in_channels,
                                    dims=dims, recall=spec.recall, shared=spec.shared,
-                                   lipschitz=spec.lipschitz, activation=spec.activation,
+                                   lipschitz=spec.lipschitz, activation=spec.activation, norm=spec.norm,
                                    out_channels=num_classes))
 
 

@@ -127,17 +127,33 @@ class RecurBlock(nn.Module):
         return self.body(state)
 
 
-def projection(dims: int, cin: int, width: int, norm: bool = False) -> nn.Sequential:
-    """conv(in -> w) + ReLU; norm (DT-L): conv + BatchNorm + ReLU."""
-    layers = [conv(dims, cin, width)] + ([nn.BatchNorm2d(width)] if norm else []) + [nn.ReLU(inplace=True)]
+NORMS = ("batch", "group")
+
+
+def _norm(kind: str | None, channels: int) -> list[nn.Module]:
+    """None: no layer; "batch": BatchNorm (statistics over the batch, running averages in eval
+    mode); "group": GroupNorm with one group (each example normalized over all its channels and
+    positions, the same in training and eval mode)."""
+    if kind is None:
+        return []
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if kind == "group":
+        return [nn.GroupNorm(1, channels)]
+    raise ValueError(f"unknown normalization {kind!r}; one of {NORMS} or None")
+
+
+def projection(dims: int, cin: int, width: int, norm: str | None = None) -> nn.Sequential:
+    """conv(in -> w) + ReLU; norm (DT-L): conv + norm + ReLU."""
+    layers = [conv(dims, cin, width)] + _norm(norm, width) + [nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
-def head(dims: int, width: int, out_channels: int, norm: bool = False) -> nn.Sequential:
-    """1D: w -> w -> w/2 -> out; 2D: w -> 32 -> 8 -> out (reference heads). norm (DT-L): BatchNorm
-    after each conv but the last (the logits are not normalized)."""
+def head(dims: int, width: int, out_channels: int, norm: str | None = None) -> nn.Sequential:
+    """1D: w -> w -> w/2 -> out; 2D: w -> 32 -> 8 -> out (reference heads). norm (DT-L): a
+    normalization layer after each conv but the last (the logits are not normalized)."""
     a, b = (width, width // 2) if dims == 1 else (32, 8)
     layers: list[nn.Module] = []
     for cin, cout in ((width, a), (a, b)):
-        layers += [conv(dims, cin, cout)] + ([nn.BatchNorm2d(cout)] if norm else []) + [nn.ReLU(inplace=True)]
+        layers += [conv(dims, cin, cout)] + _norm(norm, cout) + [nn.ReLU(inplace=True)]
     return nn.Sequential(*layers, conv(dims, b, out_channels))

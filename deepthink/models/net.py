@@ -1,12 +1,12 @@
 """The one network class behind every registered model (STYLE: variants are config, not copies).
 
-    projection: conv(in -> w) [+ BatchNorm] + ReLU    # (B, in, *S) -> (B, w, *S)
+    projection: conv(in -> w) [+ norm] + ReLU         # (B, in, *S) -> (B, w, *S)
     iterate:    state = block_i(state [, x])          # i-th block (ff) or the shared block (recurrent)
     head:       logits = head(state)                  # (B, 2, *S)
 
 `lipschitz` (DT-L, Bear et al. 2024) makes the recurrent block approximately 1-Lipschitz in the
-state (spectrally normalized convs, ELU, interpolated residuals) and adds BatchNorm to the
-projection and head; docs/models.md.
+state (spectrally normalized convs, ELU, interpolated residuals) and adds a normalization layer
+(`norm`: BatchNorm as in the paper, or GroupNorm) to the projection and head; docs/models.md.
 
 `forward(x, iters, state=None)` has one signature and one return type (`ThinkOutput`) in training
 and evaluation. Per-iteration evaluation drives `project`/`step`/`head` directly so that memory
@@ -33,8 +33,9 @@ class ModelConfig:
     dims: int               # 1 or 2 spatial dimensions
     recall: bool = False    # concatenate the input to the state at every iteration (DT-Recall)
     shared: bool = True     # one block reused every iteration (recurrent) vs separate blocks (ff)
-    lipschitz: bool = False  # DT-L: contractive recurrent block, BatchNorm outside it (docs/models.md)
+    lipschitz: bool = False  # DT-L: contractive recurrent block, `norm` outside it (docs/models.md)
     activation: str = "elu"  # inside a Lipschitz block: "elu" (the paper's) or "relu"; others always ReLU
+    norm: str = "batch"     # Lipschitz models' projection/head normalization: "batch" (the paper's) or "group"
     out_channels: int = 2
 
 
@@ -49,10 +50,11 @@ class ThinkingNet(nn.Module):
         self.cfg = cfg
         recall_ch = cfg.in_channels if cfg.recall else 0
         n_blocks = 1 if cfg.shared else cfg.max_iters
-        self.projection = projection(cfg.dims, cfg.in_channels, cfg.width, norm=cfg.lipschitz)
+        norm = cfg.norm if cfg.lipschitz else None
+        self.projection = projection(cfg.dims, cfg.in_channels, cfg.width, norm=norm)
         self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch, cfg.lipschitz, cfg.activation)
                                     for _ in range(n_blocks))
-        self.head_convs = head(cfg.dims, cfg.width, cfg.out_channels, norm=cfg.lipschitz)
+        self.head_convs = head(cfg.dims, cfg.width, cfg.out_channels, norm=norm)
 
     @property
     def max_test_iters(self) -> int | None:
@@ -69,7 +71,7 @@ class ThinkingNet(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters that take no weight decay: all but the weights of plain
         (unconstrained) convs. Spectrally normalized weights (their scale is divided out), biases,
-        BatchNorm affine parameters and interpolation logits are left alone, as in DT-L's paper
+        normalization affine parameters and interpolation logits are left alone, as in DT-L's paper
         ("weight decay only applied to unconstrained convolutional weights"). Empty for the
         reference models, whose parameters are all plain conv weights."""
         decayed = {f"{name}.weight" for name, m in self.named_modules()
