@@ -58,6 +58,7 @@ def test_forward_shapes_and_one_return_type(task_name, model_name):
     # logits + BatchNorm affine 2 x (64 + 64 + 32) = 80,834
     ("prefix_sums", "dt_l", 64, 80_834),
     ("prefix_sums", "dt_l_relu", 64, 80_834),   # the same layers, another activation
+    ("prefix_sums", "dt_l_relu_gn", 64, 80_834),  # GroupNorm's affine = BatchNorm's (no running stats)
 ])
 def test_parameter_counts_match_reference(task_name, model_name, width, count):
     if task_name not in TASKS:
