@@ -40,3 +40,27 @@ def test_paper1_table1_cells_recompute(capsys):
     df = read_results(str(path))
     assert df.drop_duplicates("trial_id").groupby(["model", "depth"]).size().eq(5).all()   # 5 seeds a cell
     assert set(df["status"]) == {"ok"}
+
+
+@pytest.mark.parametrize("name,ff_best", [("quickstart", "23.20%"), ("quickstart_avx2", "24.20%")])
+def test_quickstart_claims_recompute(name, ff_best):
+    """docs/results/quickstart.md and the README quote the demo's check on these files: all three
+    claims HOLD natively and under ONEDNN_MAX_CPU_ISA=AVX2; the previous demo's did not."""
+    from deepthink.demo import claims
+    lines = claims(read_results(str(DATA / name)))
+    assert lines[-1] == "Overall: HOLDS (3 of 3 checks hold)", lines
+    assert f"ff_net best {ff_best} at iteration 16" in lines[-2], lines
+    old = claims(read_results(str(DATA / "quickstart_dt_l_relu_w64")))
+    assert old[-1].startswith("Overall: DOES NOT HOLD"), old
+
+
+def test_demo_recipe_seeds_recompute():
+    """docs/models.md: on seeds 20-29, dt_l_relu_gn learns on 10 of 10, dt_l_relu on 7 of 10."""
+    for name, model, fitted, mean24 in (("demo_recipe_seeds_gn", "dt_l_relu_gn", 10, 99.98),
+                                        ("demo_recipe_seeds", "dt_l_relu", 7, 82.58)):
+        df = read_results(str(DATA / name))
+        assert set(df["model"]) == {model} and sorted(df["seed"].unique()) == list(range(20, 30))
+        train = df[(df.split == "train") & (df.test_iters == 16)]
+        assert (train["accuracy"] == 100.0).sum() == fitted
+        at32 = df[(df.split == "test") & (df.difficulty == 24) & (df.test_iters == 32)]["accuracy"]
+        assert round(at32.mean(), 2) == mean24
