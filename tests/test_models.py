@@ -125,3 +125,19 @@ def test_the_spec_says_whether_a_model_is_recurrent(model_name):
     else:
         with pytest.raises(ValueError, match="cannot run iteration 3"):
             net(x, 3)
+
+
+def test_models_cli_lists_every_model_in_aligned_columns(capsys):
+    """`deepthink models`: one row per registered model, parameter counts right-aligned in one
+    column however long a model's name is."""
+    import argparse
+    from deepthink.models.cli import run
+    assert run(argparse.Namespace(task="prefix_sums", width=16, depth=None, max_iters=4)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header, rows = lines[0], lines[1:]
+    assert [r.split()[1] for r in rows] == list(MODELS)
+    end = header.index("parameters") + len("parameters")
+    task = TASKS["prefix_sums"]
+    for row, name in zip(rows, MODELS):
+        net = build_model(name, width=16, max_iters=4, in_channels=task.in_channels, dims=task.dims)
+        assert row[:end].endswith(f"{count_parameters(net):,}"), row

@@ -28,11 +28,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         iters = args.max_iters or 30
     tasks = [get_task(args.task)] if args.task else list(TASKS.values())
-    print(f"{'task':<12} {'model':<10} {'width':>6} {'iters':>6} {'depth':>6} {'parameters':>12}  description")
+    mw = max(len(name) for name in MODELS)            # the model column fits the longest name
+    print(f"{'task':<12} {'model':<{mw}} {'width':>6} {'iters':>6} {'depth':>6} {'parameters':>12}  description")
     for task in tasks:
         width = args.width or task.reference_width
         for spec in MODELS.values():
             net = build_model(spec.name, width=width, max_iters=iters, **task.model_io())
-            print(f"{task.name:<12} {spec.name:<10} {width:>6} {iters:>6} {4 * iters + 4:>6} "
+            print(f"{task.name:<12} {spec.name:<{mw}} {width:>6} {iters:>6} {4 * iters + 4:>6} "
                   f"{count_parameters(net):>12,}  {spec.description}")
     return 0
