@@ -42,6 +42,16 @@ class TestConfig(Section):
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(500, description="examples per evaluation chunk, 1..10^6")
     max_examples: Annotated[int, Field(ge=1)] | None = Field(
         None, description="evaluate at most this many examples per split (null: all)")
+    train_val_iterations: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        None, description="evaluate the train and val splits only at iterations 1..this (at most "
+                          "`iterations`; null: every test iteration); the test splits always go to `iterations`")
+
+    def split_iterations(self, split: str) -> int:
+        """How many iterations a split is evaluated at: `iterations` for test splits; for train and
+        val `train_val_iterations` when set (capped at `iterations`)."""
+        if split in ("train", "val") and self.train_val_iterations is not None:
+            return min(self.train_val_iterations, self.iterations)
+        return self.iterations
 
 
 @dataclass

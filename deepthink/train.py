@@ -276,18 +276,20 @@ def _train(run: _Run, task, train: Split, val: Split, dev: torch.device,
 
 
 def _evaluate(run: _Run, task, splits: list[Split], dev: torch.device, log: Callable[[str], None]) -> list:
-    """[(split, difficulty, SplitResult)] at every test iteration 1..test.iterations."""
+    """[(split, difficulty, SplitResult)] at every iteration 1..test.iterations (train/val: 1..test.train_val_iterations when set)."""
     cfg, t0 = run.cfg, time.perf_counter()
     n = cfg.test.max_examples          # None: every example (slicing with None keeps all)
-    k, b = runnable_iterations(run.model, cfg.test.iterations), cfg.test.batch_size
-    progress = EvalProgress(sum(-(-len(s.inputs[:n]) // b) * k for s in splits), log)
+    b = cfg.test.batch_size
+    iters = {s.split: cfg.test.split_iterations(s.split) for s in splits}   # train/val may stop earlier
+    progress = EvalProgress(sum(-(-len(s.inputs[:n]) // b) * runnable_iterations(run.model, iters[s.split])
+                                for s in splits), log)
     results = []
     for s in splits:
         progress.place = f"{s.split} {s.difficulty}"
         results.append((s.split, s.difficulty, evaluate_split(
-            run.model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev), cfg.test.iterations,
+            run.model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev), iters[s.split],
             batch_size=b, precision=run.precision, on_step=progress.step)))
-    log(f"evaluated {len(splits)} splits at {results[0][2].iterations} iterations in "
+    log(f"evaluated {len(splits)} splits at {max(r.iterations for _, _, r in results)} iterations in "
         f"{time.perf_counter() - t0:.1f}s: " + ", ".join(
             f"{split} {d}: {max(r.accuracy('iteration')):.1f}% best" for split, d, r in results))
     return results

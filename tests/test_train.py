@@ -419,3 +419,24 @@ def test_masked_loss_is_the_mean_over_counted_positions_only():
     mask = torch.rand(3, 5, 5, generator=g) > 0.6
     per_pos = torch.nn.functional.cross_entropy(logits, y, reduction="none")
     assert torch.allclose(masked_cross_entropy(logits, y, mask), per_pos[mask].mean())
+
+
+def test_train_val_iterations_stops_train_and_val_early_and_test_goes_on(root, tmp_path):
+    """test.train_val_iterations: the train and val splits get rows for iterations 1..3 only, the
+    test split for 1..7, and the first 3 iterations of each split are what a full evaluation gives."""
+    cfg = tiny(epochs=1)
+    full = run_trial(dataclasses.replace(cfg, test=EvalConfig(iterations=7, batch_size=100)), root,
+                     trial_id="full", checkpoint_dir=tmp_path / "full", log=quiet)
+    short = run_trial(dataclasses.replace(cfg, test=EvalConfig(iterations=7, batch_size=100, train_val_iterations=3)),
+                      root, trial_id="full", checkpoint_dir=tmp_path / "short", log=quiet)
+    iters = {}
+    for r in short.rows:
+        iters.setdefault(r["split"], set()).add(r["test_iters"])
+    assert iters == {"train": {1, 2, 3}, "val": {1, 2, 3}, "test": set(range(1, 8))}
+    want = {(r["split"], r["difficulty"], r["test_iters"]): r["accuracy"] for r in full.rows}
+    for r in short.rows:
+        assert r["accuracy"] == want[(r["split"], r["difficulty"], r["test_iters"])]
+    # capped at test.iterations; null keeps every split at test.iterations
+    assert EvalConfig(iterations=5, train_val_iterations=50).split_iterations("val") == 5
+    assert EvalConfig(iterations=5).split_iterations("train") == 5
+    assert EvalConfig(iterations=5, train_val_iterations=2).split_iterations("test") == 5
