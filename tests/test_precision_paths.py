@@ -13,6 +13,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from deepthink.models import build_model
+from deepthink.models.blocks import ACTIVATIONS
 from deepthink.precision import cast_for_autocast, resolve_precision
 from deepthink.train import progressive_loss
 
@@ -92,8 +93,8 @@ def test_bf16_cast_once_gives_the_values_of_the_per_iteration_promotion(dims):
     with BF16.autocast():
         state = net._in(net.project(x))                                       # bf16 state
         old = block.recall(torch.cat([state, net._in(x)], dim=1))             # fp32 cat, cast by the conv
-        if block.recall_act is not None:
-            old = block.recall_act(old)
+        if block.recall_act_name is not None:
+            old = ACTIVATIONS[block.recall_act_name](old)
         old = block.body(old)
         new = block(state, net._in(cast_for_autocast(x)))
         fallback = block(state, net._in(x))                                   # caller forgot the cast

@@ -111,7 +111,8 @@ class RecurBlock(nn.Module):
                            else conv(dims, width + recall_channels, width))
         else:
             self.recall = None
-        self.recall_act = (ACTIVATIONS[activation] if lipschitz else F.relu) if dims == 1 else None
+        # 1D only: the activation after the recall conv, by name ("relu" runs in place on the conv's output)
+        self.recall_act_name = (activation if lipschitz else "relu") if dims == 1 else None
         self.body = nn.Sequential(BasicBlock(dims, width, lipschitz, activation),
                                   BasicBlock(dims, width, lipschitz, activation))
 
@@ -120,10 +121,10 @@ class RecurBlock(nn.Module):
             if x.dtype != state.dtype and torch.is_autocast_enabled(state.device.type):
                 x = x.to(state.dtype)     # a caller that skipped cast_for_autocast: cast only x, not the cat
             state = self.recall(torch.cat([state, x], dim=1))   # (B, w+in, *S) -> (B, w, *S)
-            if self.recall_act is F.relu:
+            if self.recall_act_name == "relu":
                 state = F.relu(state, inplace=True)              # the conv's own output
-            elif self.recall_act is not None:
-                state = self.recall_act(state)
+            elif self.recall_act_name is not None:
+                state = ACTIVATIONS[self.recall_act_name](state)
         return self.body(state)
 
 
