@@ -47,9 +47,9 @@ class TestConfig(Section):
                           "`iterations`; null: every test iteration); the test splits always go to `iterations`")
 
     def split_iterations(self, split: str) -> int:
-        """How many iterations a split is evaluated at: `iterations` for test splits; for train and
-        val `train_val_iterations` when set (capped at `iterations`)."""
-        if split in ("train", "val") and self.train_val_iterations is not None:
+        """How many iterations a split is evaluated at: `iterations` for test splits; for the others
+        (train, val) `train_val_iterations` when set (capped at `iterations`)."""
+        if split != "test" and self.train_val_iterations is not None:
             return min(self.train_val_iterations, self.iterations)
         return self.iterations
 
