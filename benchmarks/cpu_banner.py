@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import subprocess
 import sys
 
 import torch
+
+from deepthink import hardware
 
 FLAGS = ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 _PROBE = ("import torch; torch.set_num_threads(1); cl = torch.channels_last; "    # a conv that takes oneDNN
@@ -26,24 +27,7 @@ _PROBE = ("import torch; torch.set_num_threads(1); cl = torch.channels_last; "  
 
 
 def cpu_model_and_flags() -> tuple[str, set[str]]:
-    name, flags, fam, model = platform.processor() or "unknown", set(), "?", "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key == "model name":
-                    name = value
-                elif key == "flags":
-                    flags = set(value.split())
-                elif key == "cpu family":
-                    fam = value
-                elif key == "model":
-                    model = value
-                elif not line.strip() and flags:
-                    break                      # the first processor is enough
-    except OSError:
-        pass
+    name, flags, fam, model = hardware.cpu_model_and_flags()
     return f"{name} (family {fam} model {model})", flags
 
 

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from deepthink.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from deepthink.config import ConfigError, TrialConfig
+from deepthink.hardware import device_description
 from deepthink.evaluate import EvalProgress, accuracy_at, evaluate_split, runnable_iterations
 from deepthink.models import ThinkingNet, build_model, count_parameters, get_model_spec
 from deepthink.optim import build_optimizer, lr_at, set_lr
@@ -203,7 +204,7 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
     results = _evaluate(run, task, splits, dev, log)
     rows = trained_rows(cfg, trial_id, results, status=status, epochs_completed=run.epoch, n_params=n_params,
                         train_seconds=run.train_seconds, node=node or socket.gethostname(),
-                        device=device_label or str(dev))
+                        device=device_description(device_label or dev.type, run.precision.name))
     return TrialOutcome(status, rows, run.epoch, run.train_seconds, n_params)
 
 

@@ -75,3 +75,16 @@ def test_nullable_columns_written_by_pandas_read_as_the_contract(tmp_path):
     pd.DataFrame(rows).to_parquet(d / "part-0.parquet")
     df = read_results(str(d))
     assert df["test_iters"].isna().all() and df["status"].tolist() == ["failed"] and set(REQUIRED) <= set(df)
+
+
+def test_device_column_names_cpu_isa_and_forced_cap(monkeypatch):
+    """The `device` column says which CPU and kernel path made a result (rounding differs between them)."""
+    from deepthink.hardware import device_description
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    plain = device_description("cpu", "fp32")
+    assert plain.startswith("cpu fp32 · ") and "AVX-512 " in plain and "AMX " in plain
+    assert "ONEDNN_MAX_CPU_ISA" not in plain
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert device_description("cpu", "fp32") == plain + " · ONEDNN_MAX_CPU_ISA=AVX2"
+    assert device_description("cuda:0 NVIDIA H200 x0.25", "bf16") == "cuda:0 NVIDIA H200 x0.25 bf16"
