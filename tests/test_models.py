@@ -141,3 +141,16 @@ def test_models_cli_lists_every_model_in_aligned_columns(capsys):
     for row, name in zip(rows, MODELS):
         net = build_model(name, width=16, max_iters=4, in_channels=task.in_channels, dims=task.dims)
         assert row[:end].endswith(f"{count_parameters(net):,}"), row
+
+
+def test_model_config_rejects_unknown_or_ignored_activation_and_norm():
+    """norm/activation only shape Lipschitz nets: elsewhere (or misspelt) they are an error, not ignored."""
+    from deepthink.models import ModelConfig
+    base = dict(width=8, max_iters=2, in_channels=1, dims=1)
+    with pytest.raises(ValueError, match="unknown normalization 'layer'"):
+        ModelConfig(**base, lipschitz=True, norm="layer")
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        ModelConfig(**base, lipschitz=True, activation="gelu")
+    with pytest.raises(ValueError, match="Lipschitz .DT-L. models only"):
+        ModelConfig(**base, recall=True, norm="group")
+    ModelConfig(**base, lipschitz=True, activation="relu", norm="group")     # fine

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from deepthink.models.blocks import RecurBlock, head, projection
+from deepthink.models.blocks import ACTIVATIONS, NORMS, RecurBlock, head, projection
 from deepthink.precision import cast_for_autocast
 
 
@@ -37,6 +37,17 @@ class ModelConfig:
     activation: str = "elu"  # inside a Lipschitz block: "elu" (the paper's) or "relu"; others always ReLU
     norm: str = "batch"     # Lipschitz models' projection/head normalization: "batch" (the paper's) or "group"
     out_channels: int = 2
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; one of {sorted(ACTIVATIONS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown normalization {self.norm!r}; one of {list(NORMS)}")
+        if not self.lipschitz and (self.activation, self.norm) != ("elu", "batch"):
+            # Only the Lipschitz nets read these; a registry entry setting them elsewhere would be
+            # silently the same net as its neighbour.
+            raise ValueError(f"activation={self.activation!r} / norm={self.norm!r} apply to Lipschitz "
+                             f"(DT-L) models only; leave them at their defaults or set lipschitz=True")
 
 
 class ThinkOutput(NamedTuple):
