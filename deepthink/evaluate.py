@@ -73,15 +73,17 @@ class SplitResult:
 class EvalProgress:
     """Progress lines of a long evaluation, through `log`:
 
-        evaluating: 40% (1,200/3,000 batch-iterations), now test 512, 35 s
+        evaluating: 40%, now test 512 at iteration 240/1000, 5.2 min so far, about 7.8 min left
 
-    A batch-iteration is one recurrent iteration over one batch of examples; the total counts every
-    split's batches times the iterations evaluated. Silent for the first `quiet_s` seconds (short
-    evaluations print nothing; default $DEEPTHINK_EVAL_PROGRESS_S, else 10); after that a line each
-    time another `step_pct` percent is done, and one at least every `every_s` seconds while
-    it runs; never two lines at the same percentage."""
+    The percentage is of the work: every split's examples x their size (positions or cells) x
+    the iterations evaluated, so a split of long strings counts for what it costs (counting
+    batches, a 1000-iteration evaluation read 70% when 80% of its time was still to come). The
+    time left assumes the rest runs at the pace so far. Silent for the first `quiet_s` seconds
+    (short evaluations print nothing; default $DEEPTHINK_EVAL_PROGRESS_S, else 10); after that a
+    line each time another `step_pct` percent is done, and one at least every `every_s` seconds
+    while it runs; never two lines at the same percentage."""
 
-    def __init__(self, total: int, log: Callable[[str], None], *, quiet_s: float | None = None,
+    def __init__(self, total: float, log: Callable[[str], None], *, quiet_s: float | None = None,
                  step_pct: int = 10, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.total, self.log, self.clock = max(1, total), log, clock
         self.quiet_s = float(os.environ.get("DEEPTHINK_EVAL_PROGRESS_S", 10)) if quiet_s is None else quiet_s
@@ -90,19 +92,34 @@ class EvalProgress:
         self.t0 = self._last_t = clock()
         self._next_pct, self._last_pct = step_pct, -1
 
-    def step(self, n: int = 1) -> None:
-        self.done += n
+    def step(self, work: float = 1, place: str | None = None) -> None:
+        """`work` more units done (examples x size for one iteration of one batch); `place` says
+        where the evaluation is now ("test 512 at iteration 240/1000")."""
+        self.done += work
+        if place is not None:
+            self.place = place
         now = self.clock()
         if now - self.t0 < self.quiet_s:
             return
-        pct = min(100, 100 * self.done // self.total)
+        pct = min(100, int(100 * self.done // self.total))
         if pct == self._last_pct or (pct < self._next_pct and now - self._last_t < self.every_s):
             return
         self._last_pct, self._last_t = pct, now
         self._next_pct = (pct // self.step_pct + 1) * self.step_pct
         where = f", now {self.place}" if self.place else ""
-        self.log(f"evaluating: {pct}% ({self.done:,}/{self.total:,} batch-iterations){where}, "
-                 f"{now - self.t0:.0f} s")
+        spent = now - self.t0
+        left = spent * (self.total - self.done) / self.done if 0 < self.done < self.total else 0.0
+        tail = f", about {_duration(left)} left" if left > 0 else ""
+        self.log(f"evaluating: {pct}%{where}, {_duration(spent)} so far{tail}")
+
+
+def _duration(seconds: float) -> str:
+    """'35 s', '5.2 min', '1.4 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def runnable_iterations(model: ThinkingNet, iters: int) -> int:
@@ -115,9 +132,10 @@ def runnable_iterations(model: ThinkingNet, iters: int) -> int:
 @torch.inference_mode()
 def evaluate_split(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets: torch.Tensor,
                    iters: int, *, batch_size: int, precision: Precision,
-                   on_step: Callable[[], None] | None = None) -> SplitResult:
+                   on_step: Callable[[int, int, int], None] | None = None) -> SplitResult:
     """Score `inputs` (N, C, *S) against `targets` (N, *S) after every iteration 1..iters.
-    `on_step()` is called after each iteration of each batch (EvalProgress.step)."""
+    `on_step(examples in the batch, iteration, iterations)` is called after each iteration of each
+    batch (for EvalProgress)."""
     was_training = model.training
     model.eval()
     k = runnable_iterations(model, iters)
@@ -144,7 +162,7 @@ def evaluate_split(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets
                     it_correct[i] += ok.sum()
                     mc_correct[i] += best_ok.sum()
                     if on_step is not None:
-                        on_step()
+                        on_step(x.shape[0], i + 1, k)
     finally:
         model.train(was_training)
     return SplitResult(int(inputs.shape[0]), it_correct.tolist(), mc_correct.tolist())

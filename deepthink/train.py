@@ -282,14 +282,16 @@ def _evaluate(run: _Run, task, splits: list[Split], dev: torch.device, log: Call
     n = cfg.test.max_examples          # None: every example (slicing with None keeps all)
     b = cfg.test.batch_size
     iters = {s.split: cfg.test.split_iterations(s.split) for s in splits}   # train/val may stop earlier
-    progress = EvalProgress(sum(-(-len(s.inputs[:n]) // b) * runnable_iterations(run.model, iters[s.split])
+    size = {id(s): math.prod(s.targets.shape[1:]) or 1 for s in splits}    # positions (or cells) per example
+    progress = EvalProgress(sum(len(s.inputs[:n]) * size[id(s)] * runnable_iterations(run.model, iters[s.split])
                                 for s in splits), log)
     results = []
     for s in splits:
-        progress.place = f"{s.split} {s.difficulty}"
+        def on_step(examples, i, k, s=s):
+            progress.step(examples * size[id(s)], f"{s.split} {s.difficulty} at iteration {i}/{k}")
         results.append((s.split, s.difficulty, evaluate_split(
             run.model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev), iters[s.split],
-            batch_size=b, precision=run.precision, on_step=progress.step)))
+            batch_size=b, precision=run.precision, on_step=on_step)))
     log(f"evaluated {len(splits)} splits at {max(r.iterations for _, _, r in results)} iterations in "
         f"{time.perf_counter() - t0:.1f}s: " + ", ".join(
             f"{split} {d}: {max(r.accuracy('iteration')):.1f}% best" for split, d, r in results))

@@ -32,7 +32,7 @@ MISLEADING = [r"Tuner\.restore", r"Configuration for experiment", r"View detaile
               r"To visualize your results with TensorBoard", r"driver_artifacts", r"/tmp/ray",
               r"Wrote the latest version", r"Failed to fetch metrics", r"\(train_trial pid="]
 EPOCH = re.compile(r"^\d\d:\d\d:\d\d epoch  (\w+) \S+ (\d+)/(\d+) ", re.M)
-PROGRESS = re.compile(r"^\d\d:\d\d:\d\d info   (\w+) \S+: evaluating: (\d+)% \((\d[\d,]*)/(\d[\d,]*) batch-iterations\)", re.M)
+PROGRESS = re.compile(r"^\d\d:\d\d:\d\d info   (\w+) \S+: evaluating: (\d+)%, now (\w+ \d+) at iteration (\d+)/\d+, ", re.M)
 
 
 def deepthink(*args, env=None, out: Path, **popen):
@@ -67,6 +67,8 @@ def test_a_redirected_sweep_prints_each_line_once_in_order_without_colour_or_ray
     lines = text.splitlines()
     for trial in trials:      # progress: rising percentages, each once, after the last epoch, before done
         pct = [int(p) for t, p, _, _ in PROGRESS.findall(text) if t == trial]
+        places = [w for t, _, w, _ in PROGRESS.findall(text) if t == trial]
+        assert places[0].startswith("train") and places[-1] == "test 10", places
         assert len(pct) >= 5 and pct == sorted(set(pct)) and pct[-1] == 100, text
         at = [i for i, line in enumerate(lines) if f" {trial} " in line]
         kinds = [lines[i][9:15].strip() + (" eval" if "evaluating:" in lines[i] else "") for i in at]
@@ -187,7 +189,24 @@ def test_eval_progress_throttles_by_percent_and_time(steps, quiet_s, seconds_per
         now[0] += seconds_per_step
         progress.step()
     assert [int(re.match(r"evaluating: (\d+)%", line).group(1)) for line in lines] == expected
-    assert all(f"/{steps:,} batch-iterations" in line for line in lines)
+    assert all(re.search(r", [\d.]+ (s|min) so far(, about [\d.]+ (s|min) left)?$", line) for line in lines), lines
+
+
+def test_eval_progress_counts_work_not_batches_and_says_where_and_how_long():
+    """A cheap split then one 9x as costly per step: after the cheap one 10% of the work is done
+    (counting batches would say 50%), and the time left is extrapolated from the pace so far."""
+    now = [0.0]
+    lines = []
+    progress = EvalProgress(100 * 1 + 100 * 9, lines.append, quiet_s=0.0, clock=lambda: now[0])
+    for i in range(100):
+        now[0] += 0.1
+        progress.step(1, f"test 48 at iteration {i + 1}/100")
+    assert lines[-1] == "evaluating: 10%, now test 48 at iteration 100/100, 10 s so far, about 90 s left"
+    for i in range(100):
+        now[0] += 0.9
+        progress.step(9, f"test 512 at iteration {i + 1}/100")
+    assert lines[-1] == "evaluating: 100%, now test 512 at iteration 100/100, 100 s so far"
+    assert [int(re.match(r"evaluating: (\d+)%", line).group(1)) for line in lines] == list(range(10, 101, 10))
 
 
 @pytest.mark.parametrize("given,expected", [
