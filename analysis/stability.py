@@ -107,7 +107,7 @@ def summary(table: pd.DataFrame) -> list[str]:
         m = f"{mins.mean():.2f} ± {mins.std():.2f}" if len(mins) > 1 else (f"{mins.iloc[0]:.2f}" if len(mins) else "—")
         secs = g["train_seconds"].dropna()
         tr = f"{secs.min() / 60:.1f}-{secs.max() / 60:.1f} min" if len(secs) else "—"
-        lines.append(f"{model} (width {fmt_value(width)}), {len(g)} seeds: {', '.join(parts)}; "
+        lines.append(f"{model} (width {fmt_value(width)}), {len(g)} seed{'s' if len(g) != 1 else ''}: {', '.join(parts)}; "
                      f"{flat} flat; window minimum {m}; training {tr}")
     return lines
 
