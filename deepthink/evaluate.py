@@ -20,6 +20,7 @@ logits, whatever K is.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -122,6 +123,28 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+# On a CPU an evaluation batch is run in chunks whose state tensor (chunk x width x positions) stays
+# at or under this many bytes. glibc's malloc serves blocks above its mmap ceiling (32 MiB on 64-bit
+# Linux) with fresh pages from the kernel every time, so each iteration of a bigger batch pays page
+# faults for every new activation: evaluating 500 strings of 512 bits at width 64 ran 1.5-1.8x
+# faster in chunks of <= 250 than in one batch of 500 (benchmarks/bench_eval_chunk.py, docs/training.md).
+# A GPU takes the batch whole. The results are the same: each example is evaluated on its own
+# (eval mode: no batch statistics), and a test checks chunked == whole.
+CPU_CHUNK_BYTES = 16 * 2**20
+
+
+def eval_chunk(batch_size: int, model: ThinkingNet, example: torch.Tensor, precision: Precision) -> int:
+    """Examples per forward pass: `batch_size`, cut on a CPU so that one state tensor of
+    `width` channels over the positions of `example` (one input, (C, *S)) takes at most
+    CPU_CHUNK_BYTES."""
+    width = getattr(getattr(model, "cfg", None), "width", None)
+    if example.device.type != "cpu" or width is None:
+        return batch_size
+    itemsize = 2 if precision.name == "bf16" else 4
+    per_example = width * max(1, math.prod(example.shape[1:])) * itemsize
+    return max(1, min(batch_size, CPU_CHUNK_BYTES // per_example))
+
+
 def runnable_iterations(model: ThinkingNet, iters: int) -> int:
     """Iterations a model can be evaluated at: all of them for recurrent nets, the block count for
     feed-forward nets."""
@@ -142,10 +165,11 @@ def evaluate_split(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets
     device = inputs.device
     it_correct = torch.zeros(k, dtype=torch.long, device=device)    # (K,)
     mc_correct = torch.zeros(k, dtype=torch.long, device=device)    # (K,)
+    chunk = eval_chunk(batch_size, model, inputs[0], precision) if len(inputs) else batch_size
     try:
-        for start in range(0, inputs.shape[0], batch_size):
-            x = precision.prepare_inputs(inputs[start:start + batch_size])   # (b, C, *S)
-            y = targets[start:start + batch_size]                             # (b, *S)
+        for start in range(0, inputs.shape[0], chunk):
+            x = precision.prepare_inputs(inputs[start:start + chunk])        # (b, C, *S)
+            y = targets[start:start + chunk]                                  # (b, *S)
             best_conf = torch.full((x.shape[0],), -1.0, device=device)        # (b,)
             best_ok = torch.zeros(x.shape[0], dtype=torch.bool, device=device)
             with precision.autocast():
@@ -175,12 +199,13 @@ def accuracy_at(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets: t
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=inputs.device)
+    chunk = eval_chunk(batch_size, model, inputs[0], precision) if len(inputs) else batch_size
     try:
-        for start in range(0, inputs.shape[0], batch_size):
-            x = precision.prepare_inputs(inputs[start:start + batch_size])
+        for start in range(0, inputs.shape[0], chunk):
+            x = precision.prepare_inputs(inputs[start:start + chunk])
             with precision.autocast():
                 logits = model(x, runnable_iterations(model, iters)).logits      # (b, 2, *S)
-            correct += task.correct(logits, x, targets[start:start + batch_size]).sum()
+            correct += task.correct(logits, x, targets[start:start + chunk]).sum()
     finally:
         model.train(was_training)
     return 100.0 * correct.item() / max(1, inputs.shape[0])

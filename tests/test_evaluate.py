@@ -4,6 +4,7 @@
     .venv/bin/python -m pytest tests/test_evaluate.py -q
 """
 import gc
+import math
 
 import pytest
 import torch
@@ -119,6 +120,30 @@ def test_chunk_size_does_not_change_counts():
     a = evaluate_split(net, task, x, y, 5, batch_size=20, precision=FP32)
     b = evaluate_split(net, task, x, y, 5, batch_size=3, precision=FP32)
     assert a == b
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_cpu_memory_chunks_do_not_change_results(task_name, model_name, monkeypatch):
+    """A batch cut to CPU_CHUNK_BYTES (here: 3 examples' worth, so 12 examples run as 3+3+3+3) gives
+    the same counts as the whole batch, for every model (BatchNorm and GroupNorm in eval mode
+    are per example) and task; the chunk follows width x positions x bytes per value."""
+    from deepthink import evaluate
+    task = TASKS[task_name]
+    net, x, y = setup(task, model_name)
+    whole = evaluate_split(net, task, x, y, 5, batch_size=12, precision=FP32)
+    per_example = 8 * math.prod(x.shape[2:]) * 4            # width 8, fp32
+    assert evaluate.eval_chunk(12, net, x[0], FP32) == 12  # 16 MiB: no cut at this size
+    monkeypatch.setattr(evaluate, "CPU_CHUNK_BYTES", 3 * per_example + 1)
+    assert evaluate.eval_chunk(12, net, x[0], FP32) == 3
+    assert evaluate.eval_chunk(12, net, x[0], resolve_precision("bf16", "cpu")) == 6
+    steps = []
+    cut = evaluate_split(net, task, x, y, 5, batch_size=12, precision=FP32,
+                         on_step=lambda b, i, k: steps.append(b))
+    assert cut == whole
+    assert steps == [3] * (4 * runnable_iterations(net, 5))
+    assert accuracy_at(net, task, x, y, 3, batch_size=12, precision=FP32) == pytest.approx(
+        100.0 * whole.iteration_correct[2] / 12)
 
 
 def test_live_tensors_do_not_grow_with_iterations():

@@ -1,0 +1,79 @@
+"""Evaluation on a CPU: a batch run whole vs in chunks of <= CPU_CHUNK_BYTES per state tensor.
+
+Not a test. For each case, times `evaluate_split` (the trainer's evaluation: every iteration scored)
+with the default chunking and with chunking off (the whole batch in one pass), interleaved, best
+of `--reps` wall times in this process, checks that both give the same counts, and prints the
+ratio. The CPU and its ISA flags head the table (benchmarks/cpu_banner.py).
+
+    taskset -c 1 .venv/bin/python benchmarks/bench_eval_chunk.py
+    taskset -c 1 .venv/bin/python benchmarks/bench_eval_chunk.py --cases prefix512 --reps 5
+
+Why chunks help: glibc's malloc gives blocks above its mmap ceiling (32 MiB) fresh pages from the
+kernel on every allocation, so a state tensor of 500 x 64 x 512 fp32 values (64 MiB) costs page
+faults at every iteration; chunks of <= 16 MiB are reused from the heap.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_banner import cpu_banner  # noqa: E402
+
+from deepthink import evaluate  # noqa: E402
+from deepthink.models import build_model  # noqa: E402
+from deepthink.precision import resolve_precision  # noqa: E402
+from deepthink.tasks import TASKS  # noqa: E402
+
+# name -> (task, model, width, spatial size of one input, batch, iterations)
+CASES = {
+    "prefix512": ("prefix_sums", "dt_recall", 64, (512,), 500, 10),
+    "prefix512_gn": ("prefix_sums", "dt_l_relu_gn", 64, (512,), 500, 10),
+    "prefix128_w400": ("prefix_sums", "dt_recall", 400, (128,), 500, 4),
+    "maze33": ("mazes", "dt_recall", 128, (72, 72), 20, 3),
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(cpu_banner(), flush=True)
+    fp32 = resolve_precision("fp32", "cpu")
+    default = evaluate.CPU_CHUNK_BYTES
+    print(f"| case | model | width | input | batch | chunk | iterations | whole batch s | chunked s | speed-up | same counts |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.cases:
+        task_name, model_name, width, spatial, batch, iters = CASES[name]
+        task = TASKS[task_name]
+        torch.manual_seed(0)
+        net = fp32.prepare_model(build_model(model_name, width=width, max_iters=30,
+                                             in_channels=task.in_channels, dims=task.dims).eval())
+        x = (torch.rand(batch, task.in_channels, *spatial) > 0.5).float()
+        y = torch.randint(0, 2, (batch, *spatial))
+        results, best = {}, {}
+        for rep in range(args.reps + 1):          # the first round warms up and is not counted
+            for mode in ("whole", "chunked"):
+                evaluate.CPU_CHUNK_BYTES = 2**62 if mode == "whole" else default
+                t = time.perf_counter()
+                results[mode] = evaluate.evaluate_split(net, task, x, y, iters, batch_size=batch, precision=fp32)
+                dt = time.perf_counter() - t
+                if rep:
+                    best[mode] = min(best.get(mode, float("inf")), dt)
+        evaluate.CPU_CHUNK_BYTES = default
+        chunk = evaluate.eval_chunk(batch, net, x[0], fp32)
+        print(f"| {name} | {model_name} | {width} | {'x'.join(map(str, spatial))} | {batch} | {chunk} | {iters} | "
+              f"{best['whole']:.2f} | {best['chunked']:.2f} | {best['whole'] / best['chunked']:.2f}x | "
+              f"{'yes' if results['whole'] == results['chunked'] else 'NO'} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
