@@ -64,3 +64,20 @@ def test_demo_recipe_seeds_recompute():
         assert (train["accuracy"] == 100.0).sum() == fitted
         at32 = df[(df.split == "test") & (df.difficulty == 24) & (df.test_iters == 32)]["accuracy"]
         assert round(at32.mean(), 2) == mean24
+
+
+def test_dt_l_vs_dt_recall_seed_verdicts_recompute():
+    """docs/results/prefix_sums_dt_l_cpu.md: on 512 bits, DT-L holds >= 99% from 235-270 on every
+    seed run (4 of 4), DT-Recall from 158-191 on 3 of 5; seed 2 is flat at 1.4%, seed 4 overthinks."""
+    from analysis.common import load
+    from analysis.stability import stability
+    df = load([str(DATA / "cpu_prefix_sums_dt_l")])
+    t, _ = stability(df, difficulty=512, threshold=99, start=300, end=1000)
+    v = t.set_index(["model", "seed"])
+    gn = v.loc["dt_l_relu_gn"]
+    assert list(gn["verdict"]) == ["reaches"] * 4 and list(gn["holds_from"]) == [270, 235, 266, 246]
+    rc = v.loc["dt_recall"]
+    assert list(rc["verdict"]) == ["reaches", "reaches", "short", "reaches", "short"]
+    assert list(rc["holds_from"].dropna()) == [191, 159, 158]
+    assert rc.loc[2, "max"] == 1.4 and rc.loc[4, "max"] > 44 and rc.loc[4, "min"] == 22.6   # overthinks
+    assert set(df["status"]) == {"ok"}
