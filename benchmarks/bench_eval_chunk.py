@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                 if rep:
                     best[mode] = min(best.get(mode, float("inf")), dt)
         evaluate.CPU_CHUNK_BYTES = default
-        chunk = evaluate.eval_chunk(batch, net, x[0], fp32)
+        chunk = evaluate.eval_chunk(batch, net, x, fp32)
         print(f"| {name} | {model_name} | {width} | {'x'.join(map(str, spatial))} | {batch} | {chunk} | {iters} | "
               f"{best['whole']:.2f} | {best['chunked']:.2f} | {best['whole'] / best['chunked']:.2f}x | "
               f"{'yes' if results['whole'] == results['chunked'] else 'NO'} |", flush=True)

@@ -126,22 +126,21 @@ def _duration(seconds: float) -> str:
 # On a CPU an evaluation batch is run in chunks whose state tensor (chunk x width x positions) stays
 # at or under this many bytes. glibc's malloc serves blocks above its mmap ceiling (32 MiB on 64-bit
 # Linux) with fresh pages from the kernel every time, so each iteration of a bigger batch pays page
-# faults for every new activation: evaluating 500 strings of 512 bits at width 64 ran 1.5-1.8x
-# faster in chunks of <= 250 than in one batch of 500 (benchmarks/bench_eval_chunk.py, docs/training.md).
+# faults for every new activation: evaluating 500 strings of 512 bits at width 64 ran 1.4-1.7x
+# faster in chunks of 128 than in one batch of 500 (benchmarks/bench_eval_chunk.py, docs/training.md).
 # A GPU takes the batch whole. The results are the same: each example is evaluated on its own
 # (eval mode: no batch statistics), and a test checks chunked == whole.
 CPU_CHUNK_BYTES = 16 * 2**20
 
 
-def eval_chunk(batch_size: int, model: ThinkingNet, example: torch.Tensor, precision: Precision) -> int:
-    """Examples per forward pass: `batch_size`, cut on a CPU so that one state tensor of
-    `width` channels over the positions of `example` (one input, (C, *S)) takes at most
-    CPU_CHUNK_BYTES."""
+def eval_chunk(batch_size: int, model: ThinkingNet, inputs: torch.Tensor, precision: Precision) -> int:
+    """Examples per forward pass over `inputs` (N, C, *S): `batch_size`, cut on a CPU so that one
+    state tensor of `width` channels over an input's positions takes at most CPU_CHUNK_BYTES."""
     width = getattr(getattr(model, "cfg", None), "width", None)
-    if example.device.type != "cpu" or width is None:
+    if inputs.device.type != "cpu" or width is None:
         return batch_size
     itemsize = 2 if precision.name == "bf16" else 4
-    per_example = width * max(1, math.prod(example.shape[1:])) * itemsize
+    per_example = width * max(1, math.prod(inputs.shape[2:])) * itemsize
     return max(1, min(batch_size, CPU_CHUNK_BYTES // per_example))
 
 
@@ -165,7 +164,7 @@ def evaluate_split(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets
     device = inputs.device
     it_correct = torch.zeros(k, dtype=torch.long, device=device)    # (K,)
     mc_correct = torch.zeros(k, dtype=torch.long, device=device)    # (K,)
-    chunk = eval_chunk(batch_size, model, inputs[0], precision) if len(inputs) else batch_size
+    chunk = eval_chunk(batch_size, model, inputs, precision)
     try:
         for start in range(0, inputs.shape[0], chunk):
             x = precision.prepare_inputs(inputs[start:start + chunk])        # (b, C, *S)
@@ -199,7 +198,7 @@ def accuracy_at(model: ThinkingNet, task: Task, inputs: torch.Tensor, targets: t
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=inputs.device)
-    chunk = eval_chunk(batch_size, model, inputs[0], precision) if len(inputs) else batch_size
+    chunk = eval_chunk(batch_size, model, inputs, precision)
     try:
         for start in range(0, inputs.shape[0], chunk):
             x = precision.prepare_inputs(inputs[start:start + chunk])

@@ -58,6 +58,7 @@ def device_description(device: str, precision: str) -> str:
     if device == "cpu":
         name, flags, fam, model = cpu_model_and_flags()
         parts += [f"{' '.join(name.split())} (family {fam} model {model})", isa_summary(flags)]
-        if forced_isa():
-            parts.append(forced_isa())
+        forced = forced_isa()
+        if forced:
+            parts.append(forced)
     return " · ".join(parts)

@@ -133,10 +133,10 @@ def test_cpu_memory_chunks_do_not_change_results(task_name, model_name, monkeypa
     net, x, y = setup(task, model_name)
     whole = evaluate_split(net, task, x, y, 5, batch_size=12, precision=FP32)
     per_example = 8 * math.prod(x.shape[2:]) * 4            # width 8, fp32
-    assert evaluate.eval_chunk(12, net, x[0], FP32) == 12  # 16 MiB: no cut at this size
+    assert evaluate.eval_chunk(12, net, x, FP32) == 12  # 16 MiB: no cut at this size
     monkeypatch.setattr(evaluate, "CPU_CHUNK_BYTES", 3 * per_example + 1)
-    assert evaluate.eval_chunk(12, net, x[0], FP32) == 3
-    assert evaluate.eval_chunk(12, net, x[0], resolve_precision("bf16", "cpu")) == 6
+    assert evaluate.eval_chunk(12, net, x, FP32) == 3
+    assert evaluate.eval_chunk(12, net, x, resolve_precision("bf16", "cpu")) == 6
     steps = []
     cut = evaluate_split(net, task, x, y, 5, batch_size=12, precision=FP32,
                          on_step=lambda b, i, k: steps.append(b))
