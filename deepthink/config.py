@@ -137,6 +137,10 @@ class SweepFile(Section):
     grid: Grid
     seeds: Annotated[list[Seed], OneOrMore, Field(min_length=1), distinct("distinct integers")] = Field(
         [0], description="trial seeds, 0 <= seed < 2^32 (what torch and numpy accept)")
+    order: Literal["point", "seed"] = Field(
+        "point", description="the order trials start in: 'point' runs every seed of a grid point before the "
+                             "next point; 'seed' runs every grid point with the first seed, then with the "
+                             "next, so that models are compared seed by seed however far the sweep got")
     train: TrainConfig = TrainConfig()
     test: TestConfig = TestConfig()
     resources: ResourcesConfig = ResourcesConfig()
@@ -213,6 +217,7 @@ class SweepConfig:
     storage: str
     max_failures: int = 2
     description: str = ""
+    order: str = "point"               # "point" | "seed" (expand_trials)
     cost: dict[str, float] = field(default_factory=dict)
     max_trials: int = MAX_TRIALS
     search: SearchConfig | None = None
@@ -282,6 +287,8 @@ class SweepConfig:
              "train": self.train.to_dict(), "test": self.test.to_dict(),
              "resources": self.resources.to_dict(), "storage": self.storage,
              "max_failures": self.max_failures, "cost": self.cost, "max_trials": self.max_trials}
+        if self.order != "point":      # the default left out: sweeps saved before the key resume unchanged
+            d["order"] = self.order
         if self.search is not None:
             d["search"] = {**self.search.to_dict(), "mode": self.search.direction,
                            "space": {k: {v.kind: v.args} for k, v in self.space.items()}}
@@ -341,6 +348,9 @@ def _check_scheduler(f: SweepFile, max_epochs: int) -> list[tuple[Key, Any, str]
             problems.append(((section, "mode"), cfg.mode,
                              f"'{METRICS[cfg.metric]}' for {cfg.metric} ({'higher' if METRICS[cfg.metric] == 'max' else 'lower'} "
                              f"is better), or leave mode out"))
+    if f.order == "seed" and f.search is not None and f.search.algorithm == "optuna":
+        problems.append((("order",), f.order, "'point' with search.algorithm optuna: TPE proposes a point and "
+                         "it is trained on every seed at once (leave order out)"))
     if sch is None:
         return problems
     max_t = sch.max_t or max_epochs
@@ -388,7 +398,8 @@ def validate(raw: dict[str, Any], path: str = "<config>", lines: dict[Key, int] 
     sweep = SweepConfig(path=path, name=f.name, task=f.task, data=f.data, grid={k: grid[k] for k in given},
                         seeds=f.seeds, train=f.train, test=f.test, resources=f.resources, storage=f.storage,
                         max_failures=f.max_failures, description=f.description, cost=cost,
-                        max_trials=f.max_trials, search=f.search, space=space, scheduler=f.scheduler)
+                        max_trials=f.max_trials, search=f.search, space=space, scheduler=f.scheduler,
+                        order=f.order)
     problems = _check_scheduler(f, sweep.max_epochs())
     if problems:
         raise _error(path, problems, lines, changed)
@@ -432,8 +443,9 @@ def trial_from_tune(config: dict[str, Any]) -> TrialConfig:
 
 def expand_trials(s: SweepConfig) -> list[TrialConfig]:
     """One TrialConfig per grid point x seed (a random search: per sample x grid point x seed), in
-    the file's order. A point that repeats another (a setting the model does not use, or a sample
-    drawn twice) is not repeated."""
+    the file's order: every seed of a point together, or with `order: seed` every point of the first
+    seed, then of the second... A point that repeats another (a setting the model does not use, or a
+    sample drawn twice) is not repeated."""
     keys = list(s.grid)
     if s.search is not None:
         samples = [sample_point(p) for p in draw_samples(s.space, s.search.num_samples, s.search.seed)]
@@ -450,4 +462,7 @@ def expand_trials(s: SweepConfig) -> list[TrialConfig]:
                 continue
             seen.add(key)
             trials += [dataclasses.replace(first, seed=seed) for seed in s.seeds]
+    if s.order == "seed":
+        rank = {seed: i for i, seed in enumerate(s.seeds)}
+        trials.sort(key=lambda t: rank[t.seed])     # stable: the points keep the file's order
     return trials

@@ -91,6 +91,22 @@ def test_good_file_expands_to_product_of_lists(tmp_path):
     assert {t.max_iters for t in trials} == {(d - 4) // 4 for d in g["depth"]}
 
 
+def test_seed_order_runs_every_point_per_seed_same_trials(tmp_path):
+    by_point = parse_sweep(_write(tmp_path, GOOD)).trials()
+    by_seed = parse_sweep(_write(tmp_path, {**GOOD, "order": "seed"})).trials()
+    points = list(dict.fromkeys((t.model, t.depth) for t in by_point))      # the grid's order
+    assert len(points) == 4
+    assert [(t.model, t.depth, t.seed) for t in by_point] == [(*p, s) for p in points for s in GOOD["seeds"]]
+    assert [(t.model, t.depth, t.seed) for t in by_seed] == [(*p, s) for s in GOOD["seeds"] for p in points]
+    assert sorted(map(repr, by_point)) == sorted(map(repr, by_seed))
+
+
+def test_bad_order_names_the_choices(tmp_path):
+    path = _write(tmp_path, {**GOOD, "order": "seeds"})
+    with pytest.raises(ConfigError, match=r"key 'order'.*found 'seeds'.*'point'.*'seed'"):
+        parse_sweep(path)
+
+
 @pytest.mark.parametrize("case_id,key,value,needles", CASES, ids=[c[0] for c in CASES])
 def test_bad_file_fails_fast_naming_file_key_found_allowed(tmp_path, case_id, key, value, needles):
     path = _write(tmp_path, _set(GOOD, key, value))

@@ -100,6 +100,8 @@ BAD = [
     ("optuna with a grid of several values", {"search.algorithm": "optuna", "grid.max_iters": [2, 4]},
      ["key 'grid.max_iters'", "one value with search.algorithm optuna",
       "search.space.max_iters: {choice: [2, 4]}"]),
+    ("seed order with optuna", {"search.algorithm": "optuna", "order": "seed"},
+     ["key 'order'", "found 'seed'", "'point' with search.algorithm optuna", "leave order out"]),
     ("search mode against its metric", {"search.metric": "loss", "search.mode": "max"},
      ["key 'search.mode'", "'min' for loss (lower is better), or leave mode out"]),
     ("no width anywhere", {"search|space|width": None},

@@ -153,6 +153,10 @@ def test_resume_refuses_a_changed_file(sweep_file, tmp_path):
         state.check_same_trials(uri, fewer.trials(), "f.yaml")
     saved = yaml.safe_load((Path(state.config_dir(uri)) / "sweep.yaml").read_text())
     assert saved["train"]["lr"] == 0.001 and saved["name"] == "plan"      # defaults resolved
+    assert "order" not in saved        # the default is not written: sweeps saved before the key still match
+    reordered = parse_sweep(sweep_file(order="seed"))
+    with pytest.raises(state.SweepError, match=r"the same trials in another order: was `order:` changed\?"):
+        state.check_same_trials(uri, reordered.trials(), "f.yaml")
 
 
 def test_failed_trial_rows_are_one_per_split_and_difficulty(sweep_file, tmp_path):

@@ -270,6 +270,8 @@ def check_same_trials(uri: str, trials: list[TrialConfig], sweep_file: str, swee
         return
     if len(saved) != len(now):
         diff = f"the file now gives {len(now)} trials, the sweep was started with {len(saved)}"
+    elif sorted(map(repr, saved)) == sorted(map(repr, now)):
+        diff = "the same trials in another order: was `order:` changed?"
     else:
         i = next(i for i, (a, b) in enumerate(zip(saved, now)) if a != b)
         keys = sorted(k for k in set(saved[i]) | set(now[i]) if saved[i].get(k) != now[i].get(k))
