@@ -113,6 +113,7 @@ def test_the_resume_hint_after_ctrl_c_repeats_every_option_and_works_as_printed(
     assert run.wait(120) == 130, out.read_text()[-3000:]
     text = out.read_text()
     assert "Tuner.restore" not in text and "\x1b" not in text
+    assert "Stop signal received" not in text and len(re.findall(r"^\S+ interrupted: stopping the running trials", text, re.M)) == 1
     hint = re.search(r"^interrupted: finish the remaining trials with: (.+)$", text, re.M).group(1)
     words = shlex.split(hint)
     assert words[:2] == ["deepthink", command]
@@ -142,11 +143,24 @@ def test_the_resume_hint_after_ctrl_c_repeats_every_option_and_works_as_printed(
     # real errors and true warnings pass
     ("Trial task failed for trial train_trial_522b7_00000", False),
     ("Token authentication is disabled for this Ray cluster. Anyone with network access ...", False),
-    ("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run.", False),
     ("Connected to Ray cluster at 10.0.0.1:6379", False),
 ])
 def test_ray_noise_is_dropped_and_real_messages_pass(message, dropped):
     assert output.is_noise(message) is dropped
+
+
+def test_tune_stop_signal_is_reworded_and_printed_once(capsys):
+    import ray  # noqa: F401
+    message = ("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run. This will try to "
+               "checkpoint the experiment state one last time. Press CTRL+C (or send SIGINT/SIGKILL/SIGTERM) to skip. ")
+    assert not output.is_noise(message)
+    record = logging.LogRecord("ray.tune.tune", logging.WARNING, "tune.py", 219, message, None, None)
+    assert output.RayNoiseFilter().filter(record) is False           # Ray's own line is not written
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"\d\d:\d\d:\d\d interrupted: stopping the running trials and saving the sweep's state "
+                        r"for --resume \(Ctrl-C again quits at once; .*\)\n", out), out
+    other = logging.LogRecord("ray", logging.WARNING, "x.py", 1, "Trial task failed for trial t_00000", None, None)
+    assert output.RayNoiseFilter().filter(other) is True and capsys.readouterr().out == ""
 
 
 class _Pipe(io.StringIO):

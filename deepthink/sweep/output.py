@@ -13,7 +13,8 @@ codes in a file or a pipe.
   directory as "results", and a TensorBoard command for a temporary directory that is deleted
   when the sweep ends. deepthink prints where the event files really are (tensorboard_hint).
 - RAY_NOISE: Ray log records that give wrong advice for a deepthink sweep are dropped (the table
-  says why for each); every other record, warnings and errors included, goes through.
+  says why for each); RAY_REWORDED: true news in Tune's words (Ctrl-C received) is printed in the
+  sweep's; every other record, warnings and errors included, goes through.
 - When stdout (stderr) is not a terminal, ANSI escape sequences are removed from everything written
   to it while the sweep runs (Ray colours its workers' prefixes and its exception tracebacks);
   Ray's RAY_COLOR_PREFIX=0 is set too. A terminal keeps its colours.
@@ -28,6 +29,7 @@ import io
 import logging
 import os
 import re
+import time
 import shlex
 import sys
 
@@ -50,19 +52,38 @@ RAY_NOISE: list[tuple[str, str]] = [
 ]
 _NOISE = [re.compile(p) for p, _ in RAY_NOISE]
 
+# (pattern, what deepthink prints instead): true news in Tune's words, which name Tune, not the sweep.
+RAY_REWORDED: list[tuple[str, str]] = [
+    (r"^Stop signal received \(e\.g\. via SIGINT",
+     "interrupted: stopping the running trials and saving the sweep's state for --resume "
+     "(Ctrl-C again quits at once; --resume then starts from the state saved before)"),
+]
+_REWORDED = [(re.compile(p), text) for p, text in RAY_REWORDED]
+
 
 def is_noise(message: str) -> bool:
     return any(p.search(message) for p in _NOISE)
 
 
+def reworded(message: str) -> str | None:
+    """deepthink's line for a Ray record of RAY_REWORDED, else None."""
+    return next((text for p, text in _REWORDED if p.search(message)), None)
+
+
 class RayNoiseFilter(logging.Filter):
-    """Drops the records of RAY_NOISE; attached to the handlers of the `ray` logger."""
+    """Drops the records of RAY_NOISE, and prints those of RAY_REWORDED in deepthink's words (to
+    stdout, time-stamped like the progress lines, instead of the record); attached to the handlers
+    of the `ray` logger."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:      # a malformed record: let logging report it as usual
             return True
+        text = reworded(message)
+        if text is not None:
+            print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+            return False
         return not is_noise(message)
 
 

@@ -98,13 +98,13 @@ class SweepProgress(Callback):
         by = {s: [t for t in trials if t.status == s] for s in ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")}
         # A trial that returned reported an outcome; one stopped by Ctrl-C is TERMINATED without one.
         done = [t for t in by["TERMINATED"] if "outcome" in t.last_result]
-        stopped = len(by["TERMINATED"]) - len(done)
+        interrupted = len(by["TERMINATED"]) - len(done)
         diverged = sum(1 for t in done if t.last_result.get("outcome") == "diverged")
         early = sum(1 for t in done if t.last_result.get("outcome") == "stopped")
         return (f"== {len(trials)} trials: {len(by['PENDING']) + len(by['PAUSED'])} pending, "
                 f"{len(by['RUNNING'])} running, {len(done)} done ({len(done) - diverged - early} ok, "
                 f"{diverged} diverged{f', {early} stopped early' if early else ''}), {len(by['ERROR'])} failed"
-                + (f", {stopped} stopped" if stopped else ""))
+                + (f", {interrupted} interrupted" if interrupted else ""))
 
     # -- Tune hooks -------------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
