@@ -287,3 +287,40 @@ def test_ray_worker_shutdown_traceback_is_dropped_and_other_echo_kept():
     s.write("\n".join(shutdown[2:]) + "\n(train_trial pid=9) hello\n" + "\n".join(other) + "\npartial")
     s.close_blocks()
     assert sink.getvalue() == "plain line\n(train_trial pid=9) hello\n" + "\n".join(other) + "\npartial"
+
+
+def test_summary_estimates_time_left_from_trials_timed_in_this_driver(tmp_path, monkeypatch):
+    """Unit test of SweepProgress's arithmetic with a fake clock and stand-in trials: only trials
+    trained here from their first epoch are timed; the final count has no estimate."""
+    from types import SimpleNamespace as NS
+
+    from deepthink.sweep.progress import SweepProgress
+    clock = [0.0]
+    monkeypatch.setattr("deepthink.sweep.progress.time.monotonic", lambda: clock[0])
+    p = SweepProgress(str(tmp_path / "s"), 2)
+    p.setup()
+
+    def trial(tid, status="RUNNING", result=None):
+        return NS(trial_id=tid, status=status, config={}, last_result=result or {}, num_failures=0)
+
+    a, b = trial("t_00000"), trial("t_00001")
+    p.on_trial_start(0, [], a)
+    p.on_trial_start(0, [], b)
+    p.on_trial_result(0, [], a, {"epoch": 1})
+    p.on_trial_result(0, [], b, {"epoch": 5})              # resumed from a checkpoint here: not timed
+    clock[0] = 300.0
+    b.status, b.last_result = "TERMINATED", {"outcome": "ok", "epochs_completed": 20, "rows": 9}
+    p.on_trial_complete(0, [], b)
+    running = [trial("t_00002"), trial("t_00003", "PENDING"), trial("t_00004", "PENDING")]
+    assert p.summary([a, b] + running).endswith("0 failed"), "no estimate before a timed trial ends"
+    clock[0] = 600.0
+    a.status, a.last_result = "TERMINATED", {"outcome": "ok", "epochs_completed": 20, "rows": 9}
+    p.on_trial_complete(0, [], a)                          # 600 s from its first epoch
+    c = running[0]
+    p.on_trial_start(0, [], c)
+    clock[0] = 900.0                                       # c: 300 s in, 300 s left of the mean
+    line = p.summary([a, b] + running)
+    # 2 pending x 600 s + 300 s for c, over 1 running trial: 1500 s
+    assert line.endswith("0 failed; about 25 min left (10.0 min per trial, 1 timed here)"), line
+    assert "left" not in p.summary([a, b] + running, final=True)
+    assert "left" not in p.summary([a, b]), "nothing left to run"

@@ -45,6 +45,15 @@ class SweepProgress(Callback):
         self.summary_every_s = summary_every_s
         self._last_summary = 0.0
         self.storage_error: str | None = None    # the first OSError writing the log or failed rows
+        self._reset_timing()
+
+    def _reset_timing(self) -> None:
+        # For the time-left estimate, this driver's own measurements (monotonic clock: not carried
+        # over by --resume): when each trial started here, and the wall time of every trial that
+        # ran here from its first epoch to its end (a trial resumed from a checkpoint is not one).
+        self._started: dict[str, float] = {}
+        self._whole: set[str] = set()
+        self._durations: list[float] = []
 
     def __getstate__(self):
         return {**self.__dict__, "storage_error": None}
@@ -73,6 +82,7 @@ class SweepProgress(Callback):
 
     def setup(self, **info) -> None:
         self._last_summary = time.monotonic()
+        self._reset_timing()
         try:
             Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -94,7 +104,22 @@ class SweepProgress(Callback):
     def _name(trial) -> str:
         return trial_from_tune(trial.config).trial_name if trial.config.get("trial") else trial.trial_id
 
-    def summary(self, trials) -> str:
+    def time_left(self, pending: int, running: list) -> str | None:
+        """'about 3.4 h left' from the mean wall time of the trials that ran whole in this driver:
+        the pending trials' share plus what the running ones have left of that mean, spread over
+        the trials running at once. None before a trial has finished here, or with nothing left.
+        Rough where trials differ (models, widths): it says so with 'about'."""
+        if not self._durations or not (pending or running):
+            return None
+        mean = sum(self._durations) / len(self._durations)
+        now = time.monotonic()
+        work = pending * mean + sum(max(mean - (now - self._started.get(t.trial_id, now)), 0.0) for t in running)
+        seconds = work / max(len(running), 1)
+        left = (f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90
+                else f"{seconds:.0f} s")
+        return f"about {left} left ({mean / 60:.1f} min per trial, {len(self._durations)} timed here)"
+
+    def summary(self, trials, final: bool = False) -> str:
         by = {s: [t for t in trials if t.status == s] for s in ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")}
         # A trial that returned reported an outcome; one stopped by Ctrl-C is TERMINATED without one.
         done = [t for t in by["TERMINATED"] if "outcome" in t.last_result]
@@ -104,10 +129,13 @@ class SweepProgress(Callback):
         return (f"== {len(trials)} trials: {len(by['PENDING']) + len(by['PAUSED'])} pending, "
                 f"{len(by['RUNNING'])} running, {len(done)} done ({len(done) - diverged - early} ok, "
                 f"{diverged} diverged{f', {early} stopped early' if early else ''}), {len(by['ERROR'])} failed"
-                + (f", {interrupted} interrupted" if interrupted else ""))
+                + (f", {interrupted} interrupted" if interrupted else "")
+                + ("" if final or not (left := self.time_left(len(by["PENDING"]) + len(by["PAUSED"]), by["RUNNING"]))
+                   else f"; {left}"))
 
     # -- Tune hooks -------------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._started[trial.trial_id] = time.monotonic()
         self.emit(f"start  {trial.trial_id} {self._name(trial)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -117,6 +145,8 @@ class SweepProgress(Callback):
             return
         if "epoch" not in result or "outcome" in result:     # the last report repeats the last epoch
             return
+        if result["epoch"] == 1 and trial.trial_id in self._started:
+            self._whole.add(trial.trial_id)        # trained here from its first epoch: timed
         epochs = trial_from_tune(trial.config).train.epochs if trial.config.get("trial") else "?"
         units = {"loss": "", "train_acc": "%", "val_acc": "%", "lr": ""}
         shown = " ".join(f"{k} {_fmt(result[k])}{u}" for k, u in units.items() if result.get(k) is not None)
@@ -126,6 +156,8 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         r = trial.last_result
+        if trial.trial_id in self._whole and trial.trial_id in self._started:
+            self._durations.append(time.monotonic() - self._started[trial.trial_id])
         if r.get("outcome") == "written_before":
             self.emit(f"done   {trial.trial_id} {self._name(trial)}: its results were already written")
             return
@@ -160,7 +192,7 @@ class SweepProgress(Callback):
             self.emit(self.summary(trials))
 
     def on_experiment_end(self, trials, **info) -> None:
-        self.emit(self.summary(trials))
+        self.emit(self.summary(trials, final=True))
 
 
 def error_text(trial, limit: int = 4000) -> str:
