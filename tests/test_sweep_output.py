@@ -324,3 +324,6 @@ def test_summary_estimates_time_left_from_trials_timed_in_this_driver(tmp_path, 
     assert line.endswith("0 failed; about 25 min left (10.0 min per trial, 1 timed here)"), line
     assert "left" not in p.summary([a, b] + running, final=True)
     assert "left" not in p.summary([a, b]), "nothing left to run"
+    p.n_trials = 8                                         # 3 not created yet by Tune: pending too
+    assert p.summary([a, b] + running).startswith("== 8 trials: 5 pending, 1 running, 2 done (2 ok, 0 diverged)")
+    assert "about 55 min left" in p.summary([a, b] + running)     # 5 x 600 + 300 s

@@ -39,8 +39,12 @@ def _fmt(v) -> str:
 
 
 class SweepProgress(Callback):
-    def __init__(self, sweep_uri: str, max_failures: int, summary_every_s: float = 30.0):
+    def __init__(self, sweep_uri: str, max_failures: int, summary_every_s: float = 30.0,
+                 n_trials: int | None = None):
         self.sweep_uri = sweep_uri
+        # Tune creates trials lazily (one ahead of what may run: --max-concurrent 1 on a grid of 10
+        # shows 5 after 4 have ended); the count reports the sweep's trials, the rest as pending.
+        self.n_trials = n_trials
         self.max_failures = max_failures
         self.summary_every_s = summary_every_s
         self._last_summary = 0.0
@@ -126,11 +130,13 @@ class SweepProgress(Callback):
         interrupted = len(by["TERMINATED"]) - len(done)
         diverged = sum(1 for t in done if t.last_result.get("outcome") == "diverged")
         early = sum(1 for t in done if t.last_result.get("outcome") == "stopped")
-        return (f"== {len(trials)} trials: {len(by['PENDING']) + len(by['PAUSED'])} pending, "
+        total = max(len(trials), getattr(self, "n_trials", None) or 0)   # a sweep saved before: None
+        pending = len(by["PENDING"]) + len(by["PAUSED"]) + total - len(trials)
+        return (f"== {total} trials: {pending} pending, "
                 f"{len(by['RUNNING'])} running, {len(done)} done ({len(done) - diverged - early} ok, "
                 f"{diverged} diverged{f', {early} stopped early' if early else ''}), {len(by['ERROR'])} failed"
                 + (f", {interrupted} interrupted" if interrupted else "")
-                + ("" if final or not (left := self.time_left(len(by["PENDING"]) + len(by["PAUSED"]), by["RUNNING"]))
+                + ("" if final or not (left := self.time_left(pending, by["RUNNING"]))
                    else f"; {left}"))
 
     # -- Tune hooks -------------------------------------------------------------------------------

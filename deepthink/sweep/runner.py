@@ -190,7 +190,8 @@ def build_tuner(sweep: SweepConfig, trials: list[TrialConfig], uri: str, data_ro
             name=state.RAY_DIR, storage_path=state.state_dir(uri), verbose=0,
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             failure_config=FailureConfig(max_failures=sweep.max_failures),
-            callbacks=[SweepProgress(uri, sweep.max_failures), KeepLastCheckpoint()]))
+            callbacks=[SweepProgress(uri, sweep.max_failures, n_trials=sweep.n_trials(trials)),
+                       KeepLastCheckpoint()]))
 
 
 
