@@ -3,6 +3,7 @@
     deepthink data {prefix-sums,mazes,chess}   deepthink/data_cli.py
     deepthink models                           deepthink/models/cli.py
     deepthink train RUN.yaml [--key value]     deepthink/train_cli.py
+    deepthink evaluate CHECKPOINT --out DIR    deepthink/evaluate_cli.py
     deepthink sweep FILE.yaml [--dry-run]      deepthink/sweep/cli.py
     deepthink demo                             the quickstart (what `make demo` runs)
     deepthink schema                           the JSON Schema of a sweep file (editor completion)
@@ -20,6 +21,8 @@ COMMANDS = {
     "data": ("deepthink.data_cli", "generate or convert task data in the easy-to-hard-data layout"),
     "models": ("deepthink.models.cli", "list registered models with their parameter counts"),
     "train": ("deepthink.train_cli", "train one model from a run/sweep YAML file"),
+    "evaluate": ("deepthink.evaluate_cli", "evaluate trained trials' checkpoints again (more iterations, "
+                                          "harder problems, another kernel path)"),
     "sweep": ("deepthink.sweep.cli", "run a YAML grid of trainings as a Ray Tune sweep"),
     "demo": ("deepthink.demo", "run the quickstart sweep and print its table and figure"),
     "schema": ("deepthink.schema_cli", "print the JSON Schema of a sweep file"),

@@ -5,6 +5,8 @@
     results.write_trial("results/my_sweep", "abc", outcome.rows)
 
 (`deepthink train RUN.yaml` does exactly this; `deepthink sweep` calls it from a Ray Tune trainable.)
+`evaluate_checkpoint` evaluates a finished trial again from its checkpoint, with other test
+settings (`deepthink evaluate`).
 
 Training (DESIGN.md section 3): progressive loss, per batch
     n ~ U{0..max_iters-1}, k ~ U{1..max_iters-n}
@@ -29,6 +31,7 @@ produce exactly the rows of an uninterrupted one.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import socket
@@ -41,7 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepthink.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from deepthink.checkpoint import (FILENAME, CheckpointError, capture_rng, load_checkpoint,
+                                  restore_rng, save_checkpoint)
 from deepthink.config import ConfigError, TrialConfig
 from deepthink.hardware import device_description
 from deepthink.evaluate import EvalProgress, accuracy_at, evaluate_split, runnable_iterations
@@ -201,7 +205,7 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
         f"train {len(splits[0])} val {len(splits[1])} examples")
     _train(run, task, splits[0], splits[1], dev, on_epoch, log, should_stop=should_stop, log_epochs=log_epochs)
     status = run.status if run.status in ("diverged", "stopped") else "ok"
-    results = _evaluate(run, task, splits, dev, log)
+    results = _evaluate(cfg, run.model, run.precision, task, splits, dev, log)
     rows = trained_rows(cfg, trial_id, results, status=status, epochs_completed=run.epoch, n_params=n_params,
                         train_seconds=run.train_seconds, node=node or socket.gethostname(),
                         device=device_description(device_label or dev.type, run.precision.name))
@@ -276,22 +280,85 @@ def _train(run: _Run, task, train: Split, val: Split, dev: torch.device,
                       "lr": lr, "seconds": seconds}, written)
 
 
-def _evaluate(run: _Run, task, splits: list[Split], dev: torch.device, log: Callable[[str], None]) -> list:
+def evaluate_checkpoint(ckpt_file: Path, ckpt: dict, data_root: Path, *, trial_id: str, sweep: str,
+                        test_changes: dict | None = None, eval_difficulties: list[int] | None = None,
+                        device: str | None = None, precision: str | None = None,
+                        log: Callable[[str], None] = print) -> TrialOutcome:
+    """Evaluate a finished trial again from its checkpoint (`ckpt`, read from `ckpt_file` by
+    read_checkpoint; find_checkpoint locates the file): the configuration is the one saved in the
+    checkpoint, with `test_changes` (TestConfig keys) applied, the test difficulties replaced and
+    the precision the checkpoint was trained in replaced where given. The rows are those the trial
+    would have written with these settings (`sweep` names them); status and training time are the
+    checkpoint's. Refuses a checkpoint of unfinished training."""
+    try:
+        cfg = TrialConfig.from_dict(ckpt["config"])
+    except Exception as e:
+        raise CheckpointError(f"{ckpt_file}: its configuration cannot be read by this version "
+                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if ckpt["status"] == "training" and ckpt["epoch"] < cfg.train.epochs:
+        raise CheckpointError(f"{ckpt_file}: training is not finished ({ckpt['epoch']} of {cfg.train.epochs} "
+                              f"epochs); finish it first (`deepthink sweep ... --resume` or the same "
+                              f"`deepthink train` command)")
+    task = get_task(cfg.task)
+    for d in eval_difficulties or []:
+        if problem := task.check_difficulty(d):
+            raise ConfigError(f"test difficulty {d} for {cfg.task}: expected {problem}")
+    cfg = dataclasses.replace(cfg, sweep=sweep, test=cfg.test.replace(**(test_changes or {})),
+                              data=cfg.data.replace(eval=list(eval_difficulties)) if eval_difficulties else cfg.data)
+    check_usable(cfg)
+    dev = resolve_device(device)
+    torch.set_flush_denormal(True)
+    model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters, **task.model_io())
+    precision = resolve_precision(precision or ckpt["precision"], dev)
+    model = precision.prepare_model(model.to(dev))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{ckpt_file}: weights do not fit the model {cfg.model} "
+                              f"({str(e).splitlines()[0]})") from None
+    splits = task.splits(cfg.data, Path(data_root), split_seed=cfg.data.seed)
+    n_params = count_parameters(model)
+    status = ckpt["status"] if ckpt["status"] in ("diverged", "stopped") else "ok"
+    log(f"evaluating {ckpt_file}: {cfg.task} {cfg.model} width {cfg.width} seed {cfg.seed}, trained "
+        f"{ckpt['epoch']} epochs ({status}) | {dev} {precision.name}")
+    results = _evaluate(cfg, model, precision, task, splits, dev, log)
+    rows = trained_rows(cfg, trial_id, results, status=status, epochs_completed=ckpt["epoch"], n_params=n_params,
+                        train_seconds=ckpt["train_seconds"], node=socket.gethostname(),
+                        device=device_description(dev.type, precision.name))
+    return TrialOutcome(status, rows, ckpt["epoch"], ckpt["train_seconds"], n_params)
+
+
+def find_checkpoint(path: Path) -> Path:
+    """`path` itself (a file), `path/checkpoint.pt`, or in a Ray trial directory the newest
+    `checkpoint_*/checkpoint.pt`; CheckpointError naming the path otherwise."""
+    if path.is_file():
+        return path
+    if (path / FILENAME).is_file():
+        return path / FILENAME
+    ray_dirs = sorted(p for p in path.glob("checkpoint_*") if (p / FILENAME).is_file()) if path.is_dir() else []
+    if ray_dirs:
+        return ray_dirs[-1] / FILENAME
+    raise CheckpointError(f"{path}: no checkpoint there (expected a {FILENAME} file, a directory holding one, "
+                          f"or a Ray trial directory with checkpoint_* directories)")
+
+
+def _evaluate(cfg: TrialConfig, model: ThinkingNet, precision: Precision, task, splits: list[Split],
+              dev: torch.device, log: Callable[[str], None]) -> list:
     """[(split, difficulty, SplitResult)] at every iteration 1..test.iterations (train/val: 1..test.train_val_iterations when set)."""
-    cfg, t0 = run.cfg, time.perf_counter()
+    t0 = time.perf_counter()
     n = cfg.test.max_examples          # None: every example (slicing with None keeps all)
     b = cfg.test.batch_size
     iters = {s.split: cfg.test.split_iterations(s.split) for s in splits}   # train/val may stop earlier
     size = {id(s): math.prod(s.targets.shape[1:]) or 1 for s in splits}    # positions (or cells) per example
-    progress = EvalProgress(sum(len(s.inputs[:n]) * size[id(s)] * runnable_iterations(run.model, iters[s.split])
+    progress = EvalProgress(sum(len(s.inputs[:n]) * size[id(s)] * runnable_iterations(model, iters[s.split])
                                 for s in splits), log)
     results = []
     for s in splits:
         def on_step(examples, i, k, s=s):
             progress.step(examples * size[id(s)], f"{s.split} {s.difficulty} at iteration {i}/{k}")
         results.append((s.split, s.difficulty, evaluate_split(
-            run.model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev), iters[s.split],
-            batch_size=b, precision=run.precision, on_step=on_step)))
+            model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev), iters[s.split],
+            batch_size=b, precision=precision, on_step=on_step)))
     log(f"evaluated {len(splits)} splits at {max(r.iterations for _, _, r in results)} iterations in "
         f"{time.perf_counter() - t0:.1f}s: " + ", ".join(
             f"{split} {d}: {max(r.accuracy('iteration')):.1f}% best" for split, d, r in results))

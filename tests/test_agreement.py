@@ -1,7 +1,6 @@
 """analysis.agreement: two runs of the same trials compared curve by curve. Checked against a
 brute-force comparison of the rows on the committed part-2 results, with one accuracy changed in a
 copy, and for its refusals (different examples, no common trial, a configuration twice)."""
-import shutil
 from pathlib import Path
 
 import pandas as pd

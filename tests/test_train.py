@@ -6,9 +6,6 @@ learns 8-bit prefix sums beside its feed-forward twin, divergence, checkpoints a
 """
 import dataclasses
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -371,14 +368,6 @@ def test_train_cli_end_to_end_writes_parquet_config_and_checkpoint(root, tmp_pat
     again = read_results(str(out_dir))
     assert len(again) == len(df) and list(again["accuracy"]) == list(df["accuracy"])
     assert list(again["accuracy_max_confidence"]) == list(df["accuracy_max_confidence"])
-    # benchmarks/eval_checkpoint.py re-evaluates the saved weights: same accuracy as the rows
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_checkpoint.py"
-    out = subprocess.run([sys.executable, str(script), str(beside / "checkpoints" / trial_id / FILENAME),
-                          "--difficulty", "10", "--iterations", "4", "--data-root", str(root)],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    want = df[(df["split"] == "test") & (df["test_iters"] == 4)]["accuracy"].item()
-    assert f" 4:{want:.1f} " in out.stdout, out.stdout
     # A truncated checkpoint: a clear error whose suggested way out works when followed.
     ckpt = beside / "checkpoints" / trial_id / FILENAME
     ckpt.write_bytes(ckpt.read_bytes()[:100])
