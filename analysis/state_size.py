@@ -1,0 +1,135 @@
+"""How big does a trained net's recurrent state get as it thinks longer? Read from checkpoints.
+
+    python -m analysis.state_size CHECKPOINT [CHECKPOINT ...] [--difficulty 512] [--examples 20]
+        [--iterations 1000] [--marks 30 100 200 500 1000] [--data-root DIR] [--format markdown|csv]
+
+Unlike the other analysis scripts this one reads trained weights, not results: CHECKPOINT is what
+`deepthink evaluate` takes (a checkpoint.pt, a directory holding one, a Ray trial directory). For
+the first --examples test examples of --difficulty (default: the trial's largest), it runs the
+recurrence to --iterations and reports at each mark the size of the state: per example the mean
+|state| over channels and positions, then the largest over the examples, and how many examples'
+states are no longer finite. A net whose state settles (DT-L: a contraction) reads flat; one whose
+state grows without bound shows it long before it overflows — an overthinking curve in the results
+can be that. One thread, fp32 unless the trial trained in bf16 (its precision is kept).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from analysis.common import AnalysisError
+
+DEFAULT_MARKS = (30, 100, 200, 500, 1000)
+
+
+@torch.inference_mode()
+def state_sizes(model, inputs: torch.Tensor, iterations: int, marks: list[int], precision) -> list[dict]:
+    """[{iteration, max_mean_abs, non_finite}] at each mark <= iterations; `inputs` (N, C, *S)."""
+    from deepthink.precision import cast_for_autocast
+    model.eval()
+    out = []
+    with precision.autocast():
+        x = cast_for_autocast(precision.prepare_inputs(inputs))
+        state = model.project(x)
+        for i in range(1, iterations + 1):
+            state = model.step(state, x, i - 1)
+            if i in marks:
+                flat = state.float().flatten(1)                     # (N, width x positions)
+                finite = torch.isfinite(flat).all(1)                # (N,)
+                size = flat.abs().mean(1)                           # (N,)
+                big = size[finite].max().item() if finite.any() else math.nan
+                out.append({"iteration": i, "max_mean_abs": big, "non_finite": int((~finite).sum())})
+    return out
+
+
+def measure(path: str, *, difficulty: int | None, examples: int, iterations: int, marks: list[int],
+            data_root: Path) -> list[dict]:
+    from deepthink.checkpoint import CheckpointError, read_checkpoint
+    from deepthink.config import TrialConfig
+    from deepthink.models import build_model
+    from deepthink.precision import resolve_precision
+    from deepthink.tasks import get_task, storage
+    from deepthink.train import find_checkpoint
+    try:
+        file = find_checkpoint(Path(path))
+        ckpt = read_checkpoint(file)
+    except CheckpointError as e:
+        raise AnalysisError(str(e)) from None
+    cfg = TrialConfig.from_dict(ckpt["config"])
+    task = get_task(cfg.task)
+    model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters, **task.model_io())
+    if model.max_test_iters is not None:
+        raise AnalysisError(f"{file}: {cfg.model} is a feed-forward net ({model.max_test_iters} blocks); "
+                            f"it has no recurrent state to run longer")
+    precision = resolve_precision(ckpt["precision"], torch.device("cpu"))
+    model = precision.prepare_model(model)
+    model.load_state_dict(ckpt["model"])
+    d = max(cfg.data.eval) if difficulty is None else difficulty
+    if problem := task.check_difficulty(d):
+        raise AnalysisError(f"--difficulty {d}: expected {problem}")
+    x, _ = storage.load(task, data_root, d, "test", cfg.data.count, cfg.data.seed, cfg.data.source)
+    rows = state_sizes(model, x[:examples], iterations, marks, precision)
+    return [{"model": cfg.model, "width": cfg.width, "seed": cfg.seed, "difficulty": d,
+             "examples": min(examples, len(x)), **r, "checkpoint": str(file)} for r in rows]
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    marks = sorted(df["iteration"].unique())
+    head = ("| model | width | seed | " + " | ".join(f"@{m}" for m in marks) + " |\n|---|---|---|"
+            + "---|" * len(marks) + "\n")
+    lines = []
+    for (model, width, seed, _), g in df.groupby(["model", "width", "seed", "checkpoint"], sort=False):
+        cells = []
+        for m in marks:
+            r = g[g["iteration"] == m].iloc[0]
+            cell = f"{r['max_mean_abs']:.3g}"
+            if r["non_finite"]:
+                cell += f" ({r['non_finite']} of {r['examples']} non-finite)"
+            cells.append(cell)
+        lines.append(f"| {model} | {width} | {seed} | " + " | ".join(cells) + " |\n")
+    first = df.iloc[0]
+    return (f"state size: largest per-example mean |state| over the first {first['examples']} test examples of "
+            f"difficulty {first['difficulty']}\n\n" + head + "".join(lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deepthink.tasks.storage import add_data_root_argument
+    p = argparse.ArgumentParser(prog="python -m analysis.state_size", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
+    p.add_argument("--difficulty", type=int, default=None, help="test difficulty (default: the trial's largest)")
+    p.add_argument("--examples", type=int, default=20, help="first N test examples (default 20)")
+    p.add_argument("--iterations", type=int, default=None, help="default: the largest mark")
+    p.add_argument("--marks", type=int, nargs="+", default=list(DEFAULT_MARKS), help="iterations to report")
+    p.add_argument("--format", default="markdown", choices=("markdown", "csv"))
+    add_data_root_argument(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from deepthink.tasks.storage import DataError, resolve_data_root
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(1)
+    iterations = args.iterations or max(args.marks)
+    marks = sorted(m for m in set(args.marks) if 1 <= m <= iterations)
+    try:
+        if not marks or args.examples < 1:
+            raise AnalysisError("--marks: expected iterations between 1 and --iterations; --examples >= 1")
+        rows = [r for path in args.checkpoints
+                for r in measure(path, difficulty=args.difficulty, examples=args.examples, iterations=iterations,
+                                 marks=marks, data_root=resolve_data_root(args.data_root))]
+    except (AnalysisError, DataError) as e:
+        print(f"analysis.state_size: error: {e}", file=sys.stderr)
+        return 2
+    df = pd.DataFrame(rows)
+    sys.stdout.write(to_markdown(df) if args.format == "markdown" else df.to_csv(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
