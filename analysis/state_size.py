@@ -117,18 +117,22 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     iterations = args.iterations or max(args.marks)
     marks = sorted(m for m in set(args.marks) if 1 <= m <= iterations)
-    try:
-        if not marks or args.examples < 1:
-            raise AnalysisError("--marks: expected iterations between 1 and --iterations; --examples >= 1")
-        rows = [r for path in args.checkpoints
-                for r in measure(path, difficulty=args.difficulty, examples=args.examples, iterations=iterations,
-                                 marks=marks, data_root=resolve_data_root(args.data_root))]
-    except (AnalysisError, DataError) as e:
-        print(f"analysis.state_size: error: {e}", file=sys.stderr)
+    if not marks or args.examples < 1:
+        print("analysis.state_size: error: --marks: expected iterations between 1 and --iterations; "
+              "--examples >= 1", file=sys.stderr)
         return 2
-    df = pd.DataFrame(rows)
-    sys.stdout.write(to_markdown(df) if args.format == "markdown" else df.to_csv(index=False))
-    return 0
+    rows, failed = [], 0
+    for path in args.checkpoints:       # one bad checkpoint (or a feed-forward net) does not stop the rest
+        try:
+            rows += measure(path, difficulty=args.difficulty, examples=args.examples, iterations=iterations,
+                            marks=marks, data_root=resolve_data_root(args.data_root))
+        except (AnalysisError, DataError) as e:
+            print(f"analysis.state_size: error: {e}", file=sys.stderr)
+            failed += 1
+    if rows:
+        df = pd.DataFrame(rows)
+        sys.stdout.write(to_markdown(df) if args.format == "markdown" else df.to_csv(index=False))
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

@@ -85,3 +85,7 @@ def test_refusals(trained, tmp_path, capsys):
     assert "is a feed-forward net" in capsys.readouterr().err
     assert main([str(tmp_path / "none"), "--data-root", str(data)]) == 2
     assert "no checkpoint there" in capsys.readouterr().err
+    # several at once: the bad ones are errors, the good one is still measured
+    assert main([str(ckpts["ff_net"]), str(ckpts["dt_recall"]), "--data-root", str(data), "--marks", "3"]) == 2
+    out = capsys.readouterr()
+    assert "is a feed-forward net" in out.err and "| dt_recall | 16 | 0 |" in out.out
