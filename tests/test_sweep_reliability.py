@@ -172,6 +172,12 @@ def test_resume_repairs_lost_results_and_a_truncated_checkpoint(tmp_path):
                      rf"the older checkpoint \S+{older[-1].name}", out), out[-3000:]
     df = check_complete(sweep_dir, doc)
     assert set(df["epochs_completed"]) == {6}
+    # the suggested --resume has no --max-concurrent, yet the start line says the one Ray kept: 1
+    assert re.search(r"^sweep repair: 4 trials, \d+ already done, up to 1 at once", out, re.M), out[:2000]
+    again = Sweep(tmp_path, *words[2:], "--max-concurrent", "2")     # everything done: nothing to train
+    assert again.finish() == 0, again.text()[-3000:]
+    assert ("note: --max-concurrent 2 ignored: --resume keeps the setting the sweep started with (1)"
+            in again.text()), again.text()[:2000]
     for trial_dir in Path(state.ray_dir(str(sweep_dir))).glob("*_dt_recall*"):      # a finished trial keeps one checkpoint
         assert len(list(trial_dir.glob("checkpoint_*"))) == 1, trial_dir
 

@@ -235,8 +235,16 @@ def _run_locked(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
     rerun_finished = False
     if resume:
         state.check_same_trials(uri, trials, sweep_file, sweep)
-        if max_concurrent:
+        saved = state.saved_run_options(uri)
+        kept = saved.get("max_concurrent") if saved else None
+        if saved is None and max_concurrent:
             print("note: --max-concurrent is fixed when a sweep starts; --resume keeps the first run's setting")
+        elif saved is not None and max_concurrent and max_concurrent != kept:
+            print(f"note: --max-concurrent {max_concurrent} ignored: --resume keeps the setting the sweep started "
+                  f"with ({kept if kept else 'none: as many at once as resources allow'}); Ray saves it with "
+                  f"the experiment")
+        if saved is not None:
+            max_concurrent = kept          # what Ray will really do: the start line says so
         rerun_finished = repair.before_resume(uri, state.ray_dir(uri))
         done_before = state.finished_trials(uri)
     if not address:
@@ -259,6 +267,7 @@ def _run_on_ray(sweep: SweepConfig, trials: list[TrialConfig], *, sweep_file: st
             raise state.SweepError(problem)
         if not resume:
             state.save_config(uri, sweep, trials, source_text)
+            state.save_run_options(uri, max_concurrent)
         log_path = state.log_path(uri)
         now, full = plan.concurrency(cap, sweep.resources.cpu, sweep.resources.gpu)
         at_once = min(now or full or 0, max_concurrent or n_trials, n_trials)

@@ -6,6 +6,7 @@
       config/sweep.yaml              the resolved sweep (every default filled in)
       config/trials.yaml             one entry per trial: the exact TrialConfig each trial runs
       config/source.yaml             the sweep file as given
+      config/run.yaml                the first run's --max-concurrent (kept by Ray on --resume)
       ray/                           Ray Tune's experiment state and checkpoints (what --resume restores)
       logs/sweep.log                 the progress log (local storage; see log_path for URIs)
       driver.lock                    the running driver (lock.py)
@@ -222,6 +223,22 @@ def save_config(uri: str, sweep: SweepConfig, trials: list[TrialConfig], source_
     _write_text(join(config_dir(uri), "sweep.yaml"), yaml.safe_dump(resolved, sort_keys=False))
     _write_text(join(config_dir(uri), "trials.yaml"), yaml.safe_dump(_trial_entries(trials), sort_keys=False))
     _write_text(join(config_dir(uri), "source.yaml"), source_text)
+
+
+def save_run_options(uri: str, max_concurrent: int | None) -> None:
+    """_<name>/config/run.yaml: the command-line settings Ray keeps from the first run (Tune saves
+    its concurrency limit with the experiment: --resume cannot change it)."""
+    _write_text(join(config_dir(uri), "run.yaml"), yaml.safe_dump({"max_concurrent": max_concurrent}))
+
+
+def saved_run_options(uri: str) -> dict[str, Any] | None:
+    """What save_run_options wrote; None for a sweep started before it existed (or unreadable)."""
+    text = _read_text(join(config_dir(uri), "run.yaml"))
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def saved_max_trials(uri: str) -> int | None:
