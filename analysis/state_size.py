@@ -74,16 +74,18 @@ def measure(path: str, *, difficulty: int | None, examples: int, iterations: int
         raise AnalysisError(f"--difficulty {d}: expected {problem}")
     x, _ = storage.load(task, data_root, d, "test", cfg.data.count, cfg.data.seed, cfg.data.source)
     rows = state_sizes(model, x[:examples], iterations, marks, precision)
-    return [{"model": cfg.model, "width": cfg.width, "seed": cfg.seed, "difficulty": d,
+    epochs = f"{ckpt['epoch']}/{cfg.train.epochs}"      # a checkpoint of unfinished training is shown as such
+    return [{"model": cfg.model, "width": cfg.width, "seed": cfg.seed, "epochs": epochs, "difficulty": d,
              "examples": min(examples, len(x)), **r, "checkpoint": str(file)} for r in rows]
 
 
 def to_markdown(df: pd.DataFrame) -> str:
     marks = sorted(df["iteration"].unique())
-    head = ("| model | width | seed | " + " | ".join(f"@{m}" for m in marks) + " |\n|---|---|---|"
+    head = ("| model | width | seed | epochs | " + " | ".join(f"@{m}" for m in marks) + " |\n|---|---|---|---|"
             + "---|" * len(marks) + "\n")
     lines = []
-    for (model, width, seed, _), g in df.groupby(["model", "width", "seed", "checkpoint"], sort=False):
+    for (model, width, seed, epochs, _), g in df.groupby(["model", "width", "seed", "epochs", "checkpoint"],
+                                                         sort=False):
         cells = []
         for m in marks:
             r = g[g["iteration"] == m].iloc[0]
@@ -91,7 +93,7 @@ def to_markdown(df: pd.DataFrame) -> str:
             if r["non_finite"]:
                 cell += f" ({r['non_finite']} of {r['examples']} non-finite)"
             cells.append(cell)
-        lines.append(f"| {model} | {width} | {seed} | " + " | ".join(cells) + " |\n")
+        lines.append(f"| {model} | {width} | {seed} | {epochs} | " + " | ".join(cells) + " |\n")
     first = df.iloc[0]
     return (f"state size: largest per-example mean |state| over the first {first['examples']} test examples of "
             f"difficulty {first['difficulty']}\n\n" + head + "".join(lines))

@@ -88,4 +88,4 @@ def test_refusals(trained, tmp_path, capsys):
     # several at once: the bad ones are errors, the good one is still measured
     assert main([str(ckpts["ff_net"]), str(ckpts["dt_recall"]), "--data-root", str(data), "--marks", "3"]) == 2
     out = capsys.readouterr()
-    assert "is a feed-forward net" in out.err and "| dt_recall | 16 | 0 |" in out.out
+    assert "is a feed-forward net" in out.err and "| dt_recall | 16 | 0 | 1/1 |" in out.out
