@@ -81,3 +81,20 @@ def test_dt_l_vs_dt_recall_seed_verdicts_recompute():
     assert list(rc["holds_from"].dropna()) == [191, 159, 158]
     assert rc.loc[2, "max"] == 1.4 and rc.loc[4, "max"] > 44 and rc.loc[4, "min"] == 22.6   # overthinks
     assert set(df["status"]) == {"ok"}
+
+
+def test_part2_checkpoints_evaluate_the_same_under_avx2():
+    """docs/results/prefix_sums_dt_l_cpu.md: the five re-evaluated checkpoints give identical curves
+    natively and under ONEDNN_MAX_CPU_ISA=AVX2, at every iteration of every split, and the files say
+    which path each side took."""
+    from analysis.agreement import agreement
+    from analysis.common import load
+    native = load([str(DATA / "cpu_prefix_sums_dt_l_eval100_native")])
+    avx2 = load([str(DATA / "cpu_prefix_sums_dt_l_eval100_avx2")])
+    table, only = agreement(native, avx2, labels=("native", "avx2"))
+    assert only == {"only_a": [], "only_b": []} and len(table) == 5 * 5       # 5 trials x 5 curves
+    assert (table["differ"] == 0).all() and set(native["n_examples"]) == {100}
+    assert sorted(zip(table.drop_duplicates(["model", "seed"])["model"], table.drop_duplicates(["model", "seed"])["seed"])) == [
+        ("dt_l_relu_gn", 0), ("dt_l_relu_gn", 1), ("dt_recall", 0), ("dt_recall", 2), ("dt_recall", 4)]
+    assert avx2["device"].str.endswith("ONEDNN_MAX_CPU_ISA=AVX2").all()
+    assert not native["device"].str.contains("ONEDNN_MAX_CPU_ISA").any()
