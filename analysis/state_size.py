@@ -49,26 +49,19 @@ def state_sizes(model, inputs: torch.Tensor, iterations: int, marks: list[int], 
 
 def measure(path: str, *, difficulty: int | None, examples: int, iterations: int, marks: list[int],
             data_root: Path) -> list[dict]:
-    from deepthink.checkpoint import CheckpointError, read_checkpoint
-    from deepthink.config import TrialConfig
-    from deepthink.models import build_model
-    from deepthink.precision import resolve_precision
+    from deepthink.checkpoint import CheckpointError, find_checkpoint, read_checkpoint
     from deepthink.tasks import get_task, storage
-    from deepthink.train import find_checkpoint
+    from deepthink.train import load_trained
     try:
         file = find_checkpoint(Path(path))
         ckpt = read_checkpoint(file)
+        cfg, model, precision, _ = load_trained(file, ckpt, device="cpu")
     except CheckpointError as e:
         raise AnalysisError(str(e)) from None
-    cfg = TrialConfig.from_dict(ckpt["config"])
     task = get_task(cfg.task)
-    model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters, **task.model_io())
     if model.max_test_iters is not None:
         raise AnalysisError(f"{file}: {cfg.model} is a feed-forward net ({model.max_test_iters} blocks); "
                             f"it has no recurrent state to run longer")
-    precision = resolve_precision(ckpt["precision"], torch.device("cpu"))
-    model = precision.prepare_model(model)
-    model.load_state_dict(ckpt["model"])
     d = max(cfg.data.eval) if difficulty is None else difficulty
     if problem := task.check_difficulty(d):
         raise AnalysisError(f"--difficulty {d}: expected {problem}")

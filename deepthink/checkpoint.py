@@ -68,6 +68,20 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def find_checkpoint(path: Path) -> Path:
+    """`path` itself (a file), `path/checkpoint.pt`, or in a Ray trial directory the newest
+    `checkpoint_*/checkpoint.pt`; CheckpointError naming the path otherwise."""
+    if path.is_file():
+        return path
+    if (path / FILENAME).is_file():
+        return path / FILENAME
+    ray_dirs = sorted(p for p in path.glob("checkpoint_*") if (p / FILENAME).is_file()) if path.is_dir() else []
+    if ray_dirs:
+        return ray_dirs[-1] / FILENAME
+    raise CheckpointError(f"{path}: no checkpoint there (expected a {FILENAME} file, a directory holding one, "
+                          f"or a Ray trial directory with checkpoint_* directories)")
+
+
 def load_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Read `directory/checkpoint.pt` and check that it was written for `config`."""
     path = Path(directory) / FILENAME

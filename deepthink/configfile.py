@@ -13,6 +13,8 @@ Everything that turns user text into config values lives here, so a file, `--set
 """
 from __future__ import annotations
 
+import argparse
+
 import re
 import types
 import typing
@@ -313,3 +315,14 @@ def _described(model: type[BaseModel] | None, loc: Key) -> str:
     parent = _section(model, loc[:-1])
     field = parent.model_fields.get(loc[-1]) if parent is not None else None
     return f": {field.description}" if field is not None and field.description else ""
+
+
+def positive_int(text: str) -> int:
+    """argparse type of the commands' count options (--max-concurrent, --iterations, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
+    return value

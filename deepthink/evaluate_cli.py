@@ -25,15 +25,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from deepthink.configfile import positive_int
 from deepthink.precision import PRECISIONS
 from deepthink.tasks.storage import add_data_root_argument, resolve_data_root
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,24 +36,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="RESULTS_DIR",
                    help="results directory to write (its last path component becomes the rows' `sweep`)")
     add_data_root_argument(p)
-    p.add_argument("--iterations", type=_positive, help="test iterations 1..K (default: the trial's)")
+    p.add_argument("--iterations", type=positive_int, help="test iterations 1..K (default: the trial's)")
     p.add_argument("--eval", type=int, nargs="+", metavar="D",
                    help="test difficulties (default: the trial's); generated on first use like any data")
-    p.add_argument("--max-examples", type=_positive, help="evaluate the first N examples of each split")
-    p.add_argument("--train-val-iterations", type=_positive,
+    p.add_argument("--max-examples", type=positive_int, help="evaluate the first N examples of each split")
+    p.add_argument("--train-val-iterations", type=positive_int,
                    help="evaluate the train and val splits only to this iteration")
-    p.add_argument("--batch-size", type=_positive, help="examples per evaluation chunk")
+    p.add_argument("--batch-size", type=positive_int, help="examples per evaluation chunk")
     p.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
     p.add_argument("--precision", default=None, choices=[x for x in PRECISIONS if x != "auto"],
                    help="evaluate in this precision instead of the one the trial trained in")
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepthink.checkpoint import CheckpointError, read_checkpoint
+    from deepthink.checkpoint import CheckpointError, find_checkpoint, read_checkpoint
     from deepthink.config import ConfigError
     from deepthink.results import write_trial
     from deepthink.tasks.storage import DataError
-    from deepthink.train import evaluate_checkpoint, find_checkpoint
+    from deepthink.train import evaluate_checkpoint
     from deepthink.train_cli import trial_hash
 
     data_root = resolve_data_root(args.data_root)

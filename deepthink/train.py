@@ -44,8 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepthink.checkpoint import (FILENAME, CheckpointError, capture_rng, load_checkpoint,
-                                  restore_rng, save_checkpoint)
+from deepthink.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from deepthink.config import ConfigError, TrialConfig
 from deepthink.hardware import device_description
 from deepthink.evaluate import EvalProgress, accuracy_at, evaluate_split, runnable_iterations
@@ -204,7 +203,7 @@ def run_trial(cfg: TrialConfig, data_root: Path, *, trial_id: str, checkpoint_di
         f"{' channels-last' if run.precision.channels_last else ''} {torch.get_num_threads()} threads | "
         f"train {len(splits[0])} val {len(splits[1])} examples")
     _train(run, task, splits[0], splits[1], dev, on_epoch, log, should_stop=should_stop, log_epochs=log_epochs)
-    status = run.status if run.status in ("diverged", "stopped") else "ok"
+    status = _row_status(run.status)
     results = _evaluate(cfg, run.model, run.precision, task, splits, dev, log)
     rows = trained_rows(cfg, trial_id, results, status=status, epochs_completed=run.epoch, n_params=n_params,
                         train_seconds=run.train_seconds, node=node or socket.gethostname(),
@@ -280,21 +279,39 @@ def _train(run: _Run, task, train: Split, val: Split, dev: torch.device,
                       "lr": lr, "seconds": seconds}, written)
 
 
-def evaluate_checkpoint(ckpt_file: Path, ckpt: dict, data_root: Path, *, trial_id: str, sweep: str,
-                        test_changes: dict | None = None, eval_difficulties: list[int] | None = None,
-                        device: str | None = None, precision: str | None = None,
-                        log: Callable[[str], None] = print) -> TrialOutcome:
-    """Evaluate a finished trial again from its checkpoint (`ckpt`, read from `ckpt_file` by
-    read_checkpoint; find_checkpoint locates the file): the configuration is the one saved in the
-    checkpoint, with `test_changes` (TestConfig keys) applied, the test difficulties replaced and
-    the precision the checkpoint was trained in replaced where given. The rows are those the trial
-    would have written with these settings (`sweep` names them); status and training time are the
-    checkpoint's. Refuses a checkpoint of unfinished training."""
+def load_trained(ckpt_file: Path, ckpt: dict, *, device: str | None = None,
+                 precision: str | None = None) -> tuple[TrialConfig, ThinkingNet, Precision, torch.device]:
+    """A checkpoint's configuration and trained model, on `device`, in the precision it trained in
+    (or `precision`), in eval mode: what evaluate_checkpoint and analysis.state_size start from."""
     try:
         cfg = TrialConfig.from_dict(ckpt["config"])
     except Exception as e:
         raise CheckpointError(f"{ckpt_file}: its configuration cannot be read by this version "
                               f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    dev = resolve_device(device)
+    model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters, **get_task(cfg.task).model_io())
+    prec = resolve_precision(precision or ckpt["precision"], dev)
+    model = prec.prepare_model(model.to(dev))
+    _load_states(model, None, ckpt, Path(ckpt_file).parent, with_optimizer=False)
+    return cfg, model.eval(), prec, dev
+
+
+def _row_status(status: str) -> str:
+    """The rows' status for a run or checkpoint status: a finished 'training' run is 'ok'."""
+    return status if status in ("diverged", "stopped") else "ok"
+
+
+def evaluate_checkpoint(ckpt_file: Path, ckpt: dict, data_root: Path, *, trial_id: str, sweep: str,
+                        test_changes: dict | None = None, eval_difficulties: list[int] | None = None,
+                        device: str | None = None, precision: str | None = None,
+                        log: Callable[[str], None] = print) -> TrialOutcome:
+    """Evaluate a finished trial again from its checkpoint (`ckpt`, read from `ckpt_file` by
+    read_checkpoint; checkpoint.find_checkpoint locates the file): the configuration is the one saved
+    in the checkpoint, with `test_changes` (TestConfig keys) applied, the test difficulties replaced
+    and the precision the checkpoint was trained in replaced where given. The rows are those the
+    trial would have written with these settings (`sweep` names them); status and training time are
+    the checkpoint's. Refuses a checkpoint of unfinished training."""
+    cfg, model, prec, dev = load_trained(ckpt_file, ckpt, device=device, precision=precision)
     if ckpt["status"] == "training" and ckpt["epoch"] < cfg.train.epochs:
         raise CheckpointError(f"{ckpt_file}: training is not finished ({ckpt['epoch']} of {cfg.train.epochs} "
                               f"epochs); finish it first (`deepthink sweep ... --resume` or the same "
@@ -306,40 +323,17 @@ def evaluate_checkpoint(ckpt_file: Path, ckpt: dict, data_root: Path, *, trial_i
     cfg = dataclasses.replace(cfg, sweep=sweep, test=cfg.test.replace(**(test_changes or {})),
                               data=cfg.data.replace(eval=list(eval_difficulties)) if eval_difficulties else cfg.data)
     check_usable(cfg)
-    dev = resolve_device(device)
     torch.set_flush_denormal(True)
-    model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters, **task.model_io())
-    precision = resolve_precision(precision or ckpt["precision"], dev)
-    model = precision.prepare_model(model.to(dev))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError) as e:
-        raise CheckpointError(f"{ckpt_file}: weights do not fit the model {cfg.model} "
-                              f"({str(e).splitlines()[0]})") from None
     splits = task.splits(cfg.data, Path(data_root), split_seed=cfg.data.seed)
     n_params = count_parameters(model)
-    status = ckpt["status"] if ckpt["status"] in ("diverged", "stopped") else "ok"
+    status = _row_status(ckpt["status"])
     log(f"evaluating {ckpt_file}: {cfg.task} {cfg.model} width {cfg.width} seed {cfg.seed}, trained "
-        f"{ckpt['epoch']} epochs ({status}) | {dev} {precision.name}")
-    results = _evaluate(cfg, model, precision, task, splits, dev, log)
+        f"{ckpt['epoch']} epochs ({status}) | {dev} {prec.name}")
+    results = _evaluate(cfg, model, prec, task, splits, dev, log)
     rows = trained_rows(cfg, trial_id, results, status=status, epochs_completed=ckpt["epoch"], n_params=n_params,
                         train_seconds=ckpt["train_seconds"], node=socket.gethostname(),
-                        device=device_description(dev.type, precision.name))
+                        device=device_description(dev.type, prec.name))
     return TrialOutcome(status, rows, ckpt["epoch"], ckpt["train_seconds"], n_params)
-
-
-def find_checkpoint(path: Path) -> Path:
-    """`path` itself (a file), `path/checkpoint.pt`, or in a Ray trial directory the newest
-    `checkpoint_*/checkpoint.pt`; CheckpointError naming the path otherwise."""
-    if path.is_file():
-        return path
-    if (path / FILENAME).is_file():
-        return path / FILENAME
-    ray_dirs = sorted(p for p in path.glob("checkpoint_*") if (p / FILENAME).is_file()) if path.is_dir() else []
-    if ray_dirs:
-        return ray_dirs[-1] / FILENAME
-    raise CheckpointError(f"{path}: no checkpoint there (expected a {FILENAME} file, a directory holding one, "
-                          f"or a Ray trial directory with checkpoint_* directories)")
 
 
 def _evaluate(cfg: TrialConfig, model: ThinkingNet, precision: Precision, task, splits: list[Split],

@@ -156,6 +156,7 @@ def test_tune_stop_signal_is_reworded_and_printed_once(capsys):
     assert not output.is_noise(message)
     record = logging.LogRecord("ray.tune.tune", logging.WARNING, "tune.py", 219, message, None, None)
     assert output.RayNoiseFilter().filter(record) is False           # Ray's own line is not written
+    assert output.RayNoiseFilter().filter(record) is False           # a second handler: printed once only
     out = capsys.readouterr().out
     assert re.fullmatch(r"\d\d:\d\d:\d\d interrupted: stopping the running trials and saving the sweep's state "
                         r"for --resume \(Ctrl-C again quits at once; .*\)\n", out), out

@@ -19,15 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
-    return value
+from deepthink.configfile import positive_int
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -55,9 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "train.lr=1e-3, data.count=500, seeds=[0,1], width=64 (a grid key becomes a one-value "
                         "list), width=[16,32] or width=16,32 (a list: grid values; also lr/alpha/epochs), "
                         "search.num_samples=1")
-    p.add_argument("--max-concurrent", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--max-concurrent", type=positive_int, default=None, metavar="N",
                    help="run at most N trials at once (default: as many as resources allow)")
-    p.add_argument("--max-trials", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--max-trials", type=positive_int, default=None, metavar="N",
                    help="allow a grid of up to N trials (default: the file's max_trials, 10,000)")
     p.add_argument("--wait", action="store_true",
                    help="if another driver is running this sweep directory, wait for it to end "

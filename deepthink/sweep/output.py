@@ -82,7 +82,10 @@ class RayNoiseFilter(logging.Filter):
             return True
         text = reworded(message)
         if text is not None:
-            print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+            # The filter sits on every handler of the `ray` logger: print once per record.
+            if not getattr(record, "_deepthink_printed", False):
+                record._deepthink_printed = True
+                print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
             return False
         return not is_noise(message)
 
