@@ -125,3 +125,29 @@ def test_spectral_norm_bounds_the_reshaped_weight_not_the_conv(dims, taps):
         assert op_norm <= taps ** 0.5 + 1e-9
         if same_in_every_tap:
             assert op_norm > 0.97 * taps ** 0.5             # the bound is reached (up to the border)
+
+
+@pytest.mark.parametrize("activation", ["elu", "relu"])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_in_place_evaluation_is_the_training_formula_bit_for_bit(activation, dims):
+    """Without autograd, BasicBlock(lipschitz) computes act((1 - lam) x + lam f(x)) in place on the
+    convs' outputs; its values are those of the expression training differentiates,
+    act(x + lam * (out - x)), exactly (the same ops in the same order), in training and eval mode,
+    in fp32 and under bf16 autocast (where the conv's bf16 output meets an fp32 state)."""
+    from deepthink.models.blocks import ACTIVATIONS
+    torch.manual_seed(0)
+    block = BasicBlock(dims, 8, lipschitz=True, activation=activation)
+    with torch.no_grad():
+        block.interp_logit.fill_(0.7)
+    shape = (3, 8, 1, 17) if dims == 1 else (3, 8, 9, 9)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    for mode in ("train", "eval"):
+        for autocast in (False, True):
+            block.train(mode == "train")
+            with torch.nn.utils.parametrize.cached(), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):   # one power iteration for both
+                with torch.no_grad():
+                    got = block(x)
+                want = block(x.clone().requires_grad_())
+            assert got.dtype == want.dtype and torch.equal(got, want.detach()), f"{mode}, autocast {autocast}"
+            assert want.requires_grad

@@ -1,0 +1,81 @@
+"""DT-L evaluation: the Lipschitz block's interpolation in place (what evaluation runs) vs out of
+place (the expression training differentiates), in the trainer's evaluation.
+
+Not a test. For each case, times `evaluate_split` (every iteration scored, chunked as the trainer
+chunks) with BasicBlock's no-grad path in place and with it forced out of place, interleaved, best
+of `--reps` wall times in this process; checks that both give the same counts and prints the ratio.
+The CPU and its ISA flags head the table (benchmarks/cpu_banner.py).
+
+    taskset -c 1 .venv/bin/python benchmarks/bench_interp_inplace.py
+    taskset -c 1 .venv/bin/python benchmarks/bench_interp_inplace.py --cases maze59_gn --reps 5
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_banner import cpu_banner  # noqa: E402
+
+from deepthink import evaluate  # noqa: E402
+from deepthink.models import blocks, build_model  # noqa: E402
+from deepthink.precision import resolve_precision  # noqa: E402
+from deepthink.tasks import TASKS  # noqa: E402
+
+# name -> (task, model, width, spatial size of one input, batch, iterations)
+CASES = {
+    "prefix512_gn": ("prefix_sums", "dt_l_relu_gn", 64, (512,), 500, 10),
+    "maze59_gn": ("mazes", "dt_l_relu_gn", 32, (128, 128), 100, 3),
+    "maze59_elu": ("mazes", "dt_l", 32, (128, 128), 100, 3),
+}
+
+
+def out_of_place(self, x):
+    """BasicBlock.forward's lipschitz branch as training runs it (allocating every elementwise result)."""
+    out = self.conv2(self.act(self.conv1(x)))
+    lam = self.interpolation_weight()
+    return self.act(x + lam * (out - x))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(cpu_banner(), flush=True)
+    fp32 = resolve_precision("fp32", "cpu")
+    in_place = blocks.BasicBlock.forward
+    print("| case | model | width | input | batch | iterations | out of place s | in place s | speed-up | same counts |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.cases:
+        task_name, model_name, width, spatial, batch, iters = CASES[name]
+        task = TASKS[task_name]
+        torch.manual_seed(0)
+        net = fp32.prepare_model(build_model(model_name, width=width, max_iters=30,
+                                             in_channels=task.in_channels, dims=task.dims).eval())
+        x = (torch.rand(batch, task.in_channels, *spatial) > 0.5).float()
+        y = torch.randint(0, 2, (batch, *spatial))
+        results, best = {}, {}
+        for rep in range(args.reps + 1):          # the first round warms up and is not counted
+            for mode, forward in (("out", out_of_place), ("in", in_place)):
+                blocks.BasicBlock.forward = forward
+                t = time.perf_counter()
+                results[mode] = evaluate.evaluate_split(net, task, x, y, iters, batch_size=batch, precision=fp32)
+                dt = time.perf_counter() - t
+                if rep:
+                    best[mode] = min(best.get(mode, float("inf")), dt)
+        blocks.BasicBlock.forward = in_place
+        print(f"| {name} | {model_name} | {width} | {'x'.join(map(str, spatial))} | {batch} | {iters} | "
+              f"{best['out']:.2f} | {best['in']:.2f} | {best['out'] / best['in']:.2f}x | "
+              f"{'yes' if results['out'] == results['in'] else 'NO'} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
