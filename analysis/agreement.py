@@ -51,6 +51,17 @@ def _name(key: dict) -> str:
     return f"{key['model']} ({varying}) seed {key['seed']}"
 
 
+def _grouped(keys: list[tuple]) -> list[str]:
+    """Unpaired trials, one entry per configuration with its seeds: 'dt_recall (width=64, ...) seeds 0, 1, 5'."""
+    seeds: dict[str, list[int]] = {}
+    for k in keys:
+        key = dict(zip(PAIR_KEYS, k))
+        config = _name(key).rsplit(" seed ", 1)[0]
+        seeds.setdefault(config, []).append(int(key["seed"]))
+    return [f"{config} seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))}"
+            for config, s in sorted(seeds.items())]
+
+
 def agreement(a: pd.DataFrame, b: pd.DataFrame, *, metric: str = "iteration", split: str | None = None,
               labels: tuple[str, str] = ("A", "B")) -> tuple[pd.DataFrame, dict]:
     """One row per (paired trial, split, difficulty), and {'only_a': [...], 'only_b': [...]} (names
@@ -67,8 +78,8 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame, *, metric: str = "iteration", sp
     tuple_a = {tuple(r): t for t, r in keys_a.iterrows()}
     tuple_b = {tuple(r): t for t, r in keys_b.iterrows()}
     common = [k for k in tuple_a if k in tuple_b]
-    only = {"only_a": sorted(_name(dict(zip(PAIR_KEYS, k))) for k in tuple_a if k not in tuple_b),
-            "only_b": sorted(_name(dict(zip(PAIR_KEYS, k))) for k in tuple_b if k not in tuple_a)}
+    only = {"only_a": _grouped([k for k in tuple_a if k not in tuple_b]),
+            "only_b": _grouped([k for k in tuple_b if k not in tuple_a])}
     if not common:
         raise AnalysisError(f"{labels[0]} and {labels[1]} have no trial in common (paired by configuration "
                             f"and seed: {', '.join(PAIR_KEYS)})")
@@ -120,7 +131,7 @@ def summary(table: pd.DataFrame, only: dict, labels: tuple[str, str]) -> list[st
         out.append(f"{label} device: {' | '.join(sorted(set('; '.join(table[side]).split('; '))))}")
     for side, label in (("only_a", labels[0]), ("only_b", labels[1])):
         if only[side]:
-            out.append(f"Only in {label} (not compared): {', '.join(only[side])}")
+            out.append(f"Only in {label} (not compared): {'; '.join(only[side])}")
     return out
 
 

@@ -86,6 +86,22 @@ def test_trials_on_one_side_only_are_listed(tmp_path, capsys):
     assert main([str(DATA), str(other), "--split", "nope"]) == 2
 
 
+def test_unpaired_trials_are_grouped_by_configuration_with_their_seeds(tmp_path, capsys):
+    """A run that repeated a few seeds of a big one: the rest is one line per configuration."""
+    other = _copy_with(tmp_path)
+    rows = {f: pq.read_table(f, columns=["model", "seed"]).to_pandas().iloc[0] for f in other.glob("trial-*.parquet")}
+    model = sorted({r["model"] for r in rows.values()})[0]
+    mine = sorted((f for f, r in rows.items() if r["model"] == model), key=lambda f: rows[f]["seed"])
+    assert len(mine) >= 3, "the committed data should hold >= 3 seeds of each model"
+    for f in mine[1:]:
+        f.unlink()
+    gone = sorted(int(rows[f]["seed"]) for f in mine[1:])
+    assert main([str(DATA), str(other), "--split", "test"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("- Only in A")]
+    assert len(line) == 1 and f"{model} (" in line[0]
+    assert line[0].endswith(f"seeds {', '.join(map(str, gone))}"), line[0]
+
+
 def test_csv_has_one_line_per_curve(tmp_path, capsys):
     other = _copy_with(tmp_path)
     assert main([str(DATA), str(other), "--split", "test", "--format", "csv", "--labels", "x", "y"]) == 0
