@@ -68,7 +68,7 @@ def test_demo_recipe_seeds_recompute():
 
 def test_dt_l_vs_dt_recall_seed_verdicts_recompute():
     """docs/results/prefix_sums_dt_l_cpu.md: on 512 bits, DT-L holds >= 99% from 230-270 on every
-    seed run (7 of 7), DT-Recall from 142-196 on 6 of 9; seed 2 is flat at 1.4%, seed 4 overthinks,
+    seed (10 of 10), DT-Recall from 142-196 on 7 of 10; seed 2 is flat at 1.4%, seed 4 overthinks,
     seed 8 never fit its training strings."""
     from analysis.common import load
     from analysis.stability import stability
@@ -76,14 +76,36 @@ def test_dt_l_vs_dt_recall_seed_verdicts_recompute():
     t, _ = stability(df, difficulty=512, threshold=99, start=300, end=1000)
     v = t.set_index(["model", "seed"])
     gn = v.loc["dt_l_relu_gn"]
-    assert list(gn["verdict"]) == ["reaches"] * 7 and list(gn["holds_from"]) == [270, 235, 266, 246, 238, 245, 230]
+    assert list(gn.index) == list(range(10))
+    assert list(gn["verdict"]) == ["reaches"] * 10
+    assert list(gn["holds_from"]) == [270, 235, 266, 246, 238, 245, 230, 253, 231, 237]
     rc = v.loc["dt_recall"]
     assert list(rc["verdict"]) == ["reaches", "reaches", "short", "reaches", "short", "reaches", "reaches", "reaches",
-                                   "not learned"]
-    assert list(rc["holds_from"].dropna()) == [191, 159, 158, 196, 142, 162]
+                                   "not learned", "reaches"]
+    assert list(rc["holds_from"].dropna()) == [191, 159, 158, 196, 142, 162, 155]
     assert rc.loc[2, "max"] == 1.4 and rc.loc[4, "max"] > 44 and rc.loc[4, "min"] == 22.6   # overthinks
     assert rc.loc[8, "fit"] == 1.4 and rc.loc[8, "max"] == 0.0
     assert set(df["status"]) == {"ok"}
+    # the goal's window (from iteration 200): no DT-L seed is >= 99% throughout it
+    t200, _ = stability(df, difficulty=512, threshold=99, start=200, end=1000)
+    assert (t200[t200["model"] == "dt_l_relu_gn"]["verdict"] == "short").all()
+
+
+def test_lambda_init_probe_recomputes():
+    """docs/results/prefix_sums_dt_l_cpu.md, the lambda_0 experiment on seed 0 (100 strings, to
+    iteration 500): 0.5 (the sweep's net) holds 512 bits from 271, 0.7 from 224, 0.9 never learns."""
+    from analysis.common import load
+    from analysis.stability import stability
+    got = {}
+    for lam0, name in ((0.5, "cpu_prefix_sums_dt_l_eval100_native"), (0.7, "cpu_prefix_sums_dt_l_lam07"),
+                       (0.9, "cpu_prefix_sums_dt_l_lam09")):
+        df = load([str(DATA / name)])
+        df = df[(df["model"] == "dt_l_relu_gn") & (df["seed"] == 0)]
+        t, _ = stability(df, difficulty=512, threshold=99, start=200, end=500)
+        assert len(t) == 1 and set(df["n_examples"].dropna()) == {100}
+        got[lam0] = (t["verdict"].iloc[0], t["holds_from"].iloc[0], t["fit"].iloc[0])
+    assert got[0.5][1] == 271 and got[0.7][1] == 224
+    assert got[0.9][0] == "not learned" and got[0.9][2] == 49.0
 
 
 def test_part2_checkpoints_evaluate_the_same_under_avx2():
@@ -101,3 +123,24 @@ def test_part2_checkpoints_evaluate_the_same_under_avx2():
         ("dt_l_relu_gn", 0), ("dt_l_relu_gn", 1), ("dt_recall", 0), ("dt_recall", 2), ("dt_recall", 4)]
     assert avx2["device"].str.endswith("ONEDNN_MAX_CPU_ISA=AVX2").all()
     assert not native["device"].str.contains("ONEDNN_MAX_CPU_ISA").any()
+
+
+def test_part2_seeds_trained_under_avx2_keep_their_verdicts():
+    """docs/results/prefix_sums_dt_l_cpu.md: DT-L seed 0 and DT-Recall seed 4 trained again under
+    ONEDNN_MAX_CPU_ISA=AVX2 take other trajectories (their curves differ from the native twins') and
+    keep their verdicts: DT-L holds 512 bits from 262 (native 270), DT-Recall overthinks."""
+    from analysis.agreement import agreement
+    from analysis.common import load
+    from analysis.stability import stability
+    avx2 = load([str(DATA / "cpu_prefix_sums_dt_l_avx2")])
+    native = load([str(DATA / "cpu_prefix_sums_dt_l")])
+    t, _ = stability(avx2, difficulty=512, threshold=99, start=300, end=1000)
+    v = t.set_index(["model", "seed"])
+    assert sorted(v.index) == [("dt_l_relu_gn", 0), ("dt_recall", 4)]
+    assert v.loc[("dt_l_relu_gn", 0), "verdict"] == "reaches" and v.loc[("dt_l_relu_gn", 0), "holds_from"] == 262
+    rc = avx2[(avx2["model"] == "dt_recall") & (avx2["split"] == "test") & (avx2["difficulty"] == 512)]
+    curve = rc.set_index("test_iters")["accuracy"].sort_index()
+    assert curve.max() == 5.0 and curve.loc[1000] == 1.0              # peaks, then overthinks
+    table, only = agreement(native, avx2, labels=("native", "avx2"), split="test")
+    assert len(table) == 2 * 3 and (table["differ"] > 0).all()       # every curve took another path
+    assert len(only["only_b"]) == 0 and len(only["only_a"]) == 2      # the other 18 trials, by model
