@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_banner import cpu_banner  # noqa: E402
+from eval_timing import build_case, interleaved  # noqa: E402
 
-from deepthink import evaluate  # noqa: E402
-from deepthink.models import blocks, build_model  # noqa: E402
+from deepthink.models import blocks  # noqa: E402
 from deepthink.precision import resolve_precision  # noqa: E402
-from deepthink.tasks import TASKS  # noqa: E402
 
 # name -> (task, model, width, spatial size of one input, batch, iterations)
 CASES = {
@@ -55,21 +53,10 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.cases:
         task_name, model_name, width, spatial, batch, iters = CASES[name]
-        task = TASKS[task_name]
-        torch.manual_seed(0)
-        net = fp32.prepare_model(build_model(model_name, width=width, max_iters=30,
-                                             in_channels=task.in_channels, dims=task.dims).eval())
-        x = (torch.rand(batch, task.in_channels, *spatial) > 0.5).float()
-        y = torch.randint(0, 2, (batch, *spatial))
-        results, best = {}, {}
-        for rep in range(args.reps + 1):          # the first round warms up and is not counted
-            for mode, forward in (("out", out_of_place), ("in", in_place)):
-                blocks.BasicBlock.forward = forward
-                t = time.perf_counter()
-                results[mode] = evaluate.evaluate_split(net, task, x, y, iters, batch_size=batch, precision=fp32)
-                dt = time.perf_counter() - t
-                if rep:
-                    best[mode] = min(best.get(mode, float("inf")), dt)
+        task, net, x, y = build_case(task_name, model_name, width, spatial, batch, fp32)
+        modes = {"out": lambda: setattr(blocks.BasicBlock, "forward", out_of_place),
+                 "in": lambda: setattr(blocks.BasicBlock, "forward", in_place)}
+        results, best = interleaved(modes, task, net, x, y, iters, batch, fp32, args.reps)
         blocks.BasicBlock.forward = in_place
         print(f"| {name} | {model_name} | {width} | {'x'.join(map(str, spatial))} | {batch} | {iters} | "
               f"{best['out']:.2f} | {best['in']:.2f} | {best['out'] / best['in']:.2f}x | "
