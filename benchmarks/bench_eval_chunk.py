@@ -14,15 +14,12 @@ faults at every iteration; chunks of <= 16 MiB are reused from the heap.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_banner import cpu_banner  # noqa: E402
-from eval_timing import build_case, interleaved  # noqa: E402
+from eval_timing import build_case, interleaved, parse_args  # noqa: E402
 
 from deepthink import evaluate  # noqa: E402
 from deepthink.precision import resolve_precision  # noqa: E402
@@ -37,16 +34,10 @@ CASES = {
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(cpu_banner(), flush=True)
+    args = parse_args(__doc__, CASES, argv)      # --cases --reps --threads; sets the threads, prints the CPU
     fp32 = resolve_precision("fp32", "cpu")
     default = evaluate.CPU_CHUNK_BYTES
-    print(f"| case | model | width | input | batch | chunk | iterations | whole batch s | chunked s | speed-up | same counts |")
+    print("| case | model | width | input | batch | chunk | iterations | whole batch s | chunked s | speed-up | same counts |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.cases:
         task_name, model_name, width, spatial, batch, iters = CASES[name]

@@ -11,15 +11,12 @@ The CPU and its ISA flags head the table (benchmarks/cpu_banner.py).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_banner import cpu_banner  # noqa: E402
-from eval_timing import build_case, interleaved  # noqa: E402
+from eval_timing import build_case, interleaved, parse_args  # noqa: E402
 
 from deepthink.models import blocks  # noqa: E402
 from deepthink.precision import resolve_precision  # noqa: E402
@@ -40,13 +37,7 @@ def out_of_place(self, x):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(cpu_banner(), flush=True)
+    args = parse_args(__doc__, CASES, argv)      # --cases --reps --threads; sets the threads, prints the CPU
     fp32 = resolve_precision("fp32", "cpu")
     in_place = blocks.BasicBlock.forward
     print("| case | model | width | input | batch | iterations | out of place s | in place s | speed-up | same counts |")

@@ -3,14 +3,28 @@ under several settings, interleaved, best of `reps` wall times in this process (
 warms up and is not counted)."""
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Callable
 
 import torch
 
+from cpu_banner import cpu_banner
 from deepthink import evaluate
 from deepthink.models import build_model
 from deepthink.tasks import TASKS
+
+
+def parse_args(doc: str, cases: dict, argv=None) -> argparse.Namespace:
+    """--cases (default all), --reps, --threads; sets torch's threads and prints the CPU banner."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="+", default=list(cases), choices=list(cases))
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(cpu_banner(), flush=True)
+    return args
 
 
 def build_case(task_name: str, model_name: str, width: int, spatial: tuple, batch: int, precision):
