@@ -14,7 +14,6 @@ Everything that turns user text into config values lives here, so a file, `--set
 from __future__ import annotations
 
 import argparse
-
 import re
 import types
 import typing
