@@ -279,15 +279,20 @@ def _train(run: _Run, task, train: Split, val: Split, dev: torch.device,
                       "lr": lr, "seconds": seconds}, written)
 
 
+def checkpoint_config(ckpt_file: Path, ckpt: dict) -> TrialConfig:
+    """The trial configuration saved in a checkpoint, or a CheckpointError naming the file."""
+    try:
+        return TrialConfig.from_dict(ckpt["config"])
+    except Exception as e:
+        raise CheckpointError(f"{ckpt_file}: its configuration cannot be read by this version "
+                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
 def load_trained(ckpt_file: Path, ckpt: dict, *, device: str | None = None,
                  precision: str | None = None) -> tuple[TrialConfig, ThinkingNet, Precision, torch.device]:
     """A checkpoint's configuration and trained model, on `device`, in the precision it trained in
     (or `precision`), in eval mode: what evaluate_checkpoint and analysis.state_size start from."""
-    try:
-        cfg = TrialConfig.from_dict(ckpt["config"])
-    except Exception as e:
-        raise CheckpointError(f"{ckpt_file}: its configuration cannot be read by this version "
-                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    cfg = checkpoint_config(ckpt_file, ckpt)
     dev = resolve_device(device)
     model = build_model(cfg.model, width=cfg.width, max_iters=cfg.max_iters, **get_task(cfg.task).model_io())
     prec = resolve_precision(precision or ckpt["precision"], dev)
@@ -311,11 +316,12 @@ def evaluate_checkpoint(ckpt_file: Path, ckpt: dict, data_root: Path, *, trial_i
     and the precision the checkpoint was trained in replaced where given. The rows are those the
     trial would have written with these settings (`sweep` names them); status and training time are
     the checkpoint's. Refuses a checkpoint of unfinished training."""
-    cfg, model, prec, dev = load_trained(ckpt_file, ckpt, device=device, precision=precision)
-    if ckpt["status"] == "training" and ckpt["epoch"] < cfg.train.epochs:
-        raise CheckpointError(f"{ckpt_file}: training is not finished ({ckpt['epoch']} of {cfg.train.epochs} "
+    epochs = checkpoint_config(ckpt_file, ckpt).train.epochs     # refuse before loading any weights
+    if ckpt["status"] == "training" and ckpt["epoch"] < epochs:
+        raise CheckpointError(f"{ckpt_file}: training is not finished ({ckpt['epoch']} of {epochs} "
                               f"epochs); finish it first (`deepthink sweep ... --resume` or the same "
                               f"`deepthink train` command)")
+    cfg, model, prec, dev = load_trained(ckpt_file, ckpt, device=device, precision=precision)
     task = get_task(cfg.task)
     for d in eval_difficulties or []:
         if problem := task.check_difficulty(d):

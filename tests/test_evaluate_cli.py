@@ -94,7 +94,7 @@ def test_refusals_are_one_line_and_the_rest_goes_on(trained, tmp_path, capsys):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     ck = torch.load(ckpt / FILENAME, weights_only=True)
-    torch.save({**ck, "epoch": 1}, unfinished / FILENAME)
+    torch.save({**ck, "epoch": 1, "model": {}}, unfinished / FILENAME)   # refused before its weights are read
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / FILENAME).write_bytes((ckpt / FILENAME).read_bytes()[:100])
