@@ -16,7 +16,7 @@ alpha = 1 never runs the max_iters pass, alpha = 0 never runs the progressive on
 0 < alpha < 1 the no-grad state after n iterations is read (detached) from the max_iters pass
 instead of being recomputed. Feed-forward nets (separate blocks) train with alpha = 0: their
 blocks differ, so "k more iterations from iteration n" is not the recurrence the loss is about. The
-planner (deepthink/config.py, MODEL_SETTINGS) gives their trials alpha 0, so a model x alpha grid
+planner (deepthink/trial.py, MODEL_SETTINGS) gives their trials alpha 0, so a model x alpha grid
 trains each once and the rows record the alpha used; a TrialConfig that asks a feed-forward net for
 another alpha is refused here rather than silently changed. Masked tasks (mazes) average the loss
 over counted positions only (`task.loss_mask`, non-wall pixels), like the reference.
@@ -45,7 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from deepthink.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from deepthink.config import ConfigError, TrialConfig
+from deepthink.configfile import ConfigError
+from deepthink.trial import TrialConfig
 from deepthink.hardware import device_description
 from deepthink.evaluate import EvalProgress, accuracy_at, evaluate_split, runnable_iterations
 from deepthink.models import ThinkingNet, build_model, count_parameters, get_model_spec

@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepthink.config import SweepConfig, TrialConfig
+from deepthink.config import SweepConfig
+from deepthink.trial import TrialConfig
 from deepthink.configfile import config_error as _err
 from deepthink.results import is_local
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from deepthink.config import trial_from_tune
+from deepthink.trial import trial_from_tune
 from deepthink.results import FinishedResultsExist, failed_rows, write_trial
 
 

@@ -22,7 +22,8 @@ import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
-from deepthink.config import SweepConfig, TrialConfig, trial_from_tune
+from deepthink.config import SweepConfig
+from deepthink.trial import TrialConfig, trial_from_tune
 from deepthink.results import filesystem, is_local
 from deepthink.sweep import lock, plan, repair, state
 from deepthink.sweep import output, progress

@@ -26,7 +26,8 @@ import time
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from deepthink.config import SweepConfig, trial_from_tune
+from deepthink.config import SweepConfig
+from deepthink.trial import trial_from_tune
 from deepthink.sweep import state
 
 

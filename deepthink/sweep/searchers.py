@@ -2,7 +2,7 @@
 
     OptunaSearch(space, metric, mode, seed)   TPE proposes one configuration (config["sample"])
     Repeater(..., repeat=len(seeds))          ... trained once per seed: config["__trial_index__"]
-                                              picks the seed (deepthink.config.trial_from_tune); TPE
+                                              picks the seed (deepthink.trial.trial_from_tune); TPE
                                               is told the mean over the seeds of each trial's last
                                               reported metric
 

@@ -33,7 +33,8 @@ from typing import Any
 import pyarrow.fs as pafs
 import yaml
 
-from deepthink.config import SweepConfig, TrialConfig
+from deepthink.config import SweepConfig
+from deepthink.trial import TrialConfig
 from deepthink.results import (FINISHED, filesystem, finished_status, is_local, join_uri, state_dir, trial_file,
                                trial_statuses, written_trials)
 

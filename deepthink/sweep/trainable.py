@@ -75,12 +75,12 @@ def intact_checkpoint(checkpoint: Checkpoint | None, config: dict, log) -> Check
 def train_trial(config: dict, *, data_root: str, sweep_uri: str, cpus: float, gpu_share: float,
                 early_stopping: bool = False, metrics: tuple[str, ...] = ()) -> None:
     """Run one trial. `config["trial"]` is a TrialConfig dict (the sweep's grid_search over trials),
-    or an adaptive search's template with config["sample"] (deepthink.config.trial_from_tune).
+    or an adaptive search's template with config["sample"] (deepthink.trial.trial_from_tune).
     `early_stopping`: the sweep has a scheduler (read its stop markers). `metrics`: the ones the
     scheduler and searcher read; every report carries them (NaN where there is no value)."""
     import torch
 
-    from deepthink.config import trial_from_tune
+    from deepthink.trial import trial_from_tune
     from deepthink.results import FinishedResultsExist, write_trial
     from deepthink.sweep.state import read_stop, trial_finished
     from deepthink.train import run_trial
