@@ -340,6 +340,12 @@ def validate(raw: dict[str, Any], path: str = "<config>", lines: dict[Key, int] 
     if problem:
         key, found, allowed = problem
         raise _error(path, [(tuple(key.split(".")) if isinstance(key, str) else key, found, allowed)], lines, changed)
+    if isinstance(f.test.max_examples, dict):
+        known = [f.data.train, *f.data.eval]
+        for d in f.test.max_examples:
+            if d not in known:
+                raise _error(path, [(("test", "max_examples", d), d, f"a difficulty of this sweep (train {f.data.train}; "
+                                     f"eval {', '.join(map(str, f.data.eval))})")], lines, changed)
     grid = f.grid.model_dump()
     given = [k for k in raw["grid"] if grid[k] is not None]   # the file's order
     space: dict[str, Distribution] = {}

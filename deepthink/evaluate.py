@@ -27,12 +27,33 @@ from dataclasses import dataclass
 from typing import Annotated, Callable
 
 import torch
-from pydantic import Field
+from pydantic import Field, PlainValidator
 
 from deepthink.configfile import Section
 from deepthink.models import ThinkingNet
 from deepthink.precision import Precision, cast_for_autocast
 from deepthink.tasks.base import Task
+
+
+CAP = "a positive integer (every split) or a mapping difficulty: positive integer, e.g. {13: 1000, 59: 100}"
+
+
+def _examples_cap(v):
+    """test.max_examples: None, n >= 1, or {difficulty: n >= 1}; the keys as difficulties (YAML gives
+    59, JSON -- a command line echoed back -- gives '59'). One error message for every wrong form."""
+    def positive(n) -> bool:
+        return isinstance(n, int) and not isinstance(n, bool) and n >= 1
+    if v is None or positive(v):
+        return v
+    if isinstance(v, dict):
+        caps = {int(k) if isinstance(k, str) and k.strip().isdigit() else k: n for k, n in v.items()}
+        if all(positive(k) and positive(n) for k, n in caps.items()):
+            return caps
+    raise ValueError(CAP)
+
+
+ExamplesCap = Annotated[int | dict[int, int] | None, PlainValidator(
+    _examples_cap, json_schema_input_type=Annotated[int, Field(ge=1)] | dict[int, Annotated[int, Field(ge=1)]] | None)]
 
 
 class TestConfig(Section):
@@ -41,11 +62,18 @@ class TestConfig(Section):
     iterations: Annotated[int, Field(ge=1, le=10_000)] = Field(
         60, description="evaluate at every iteration 1..iterations (at most 10,000)")
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(500, description="examples per evaluation chunk, 1..10^6")
-    max_examples: Annotated[int, Field(ge=1)] | None = Field(
-        None, description="evaluate at most this many examples per split (null: all)")
+    max_examples: ExamplesCap = Field(
+        None, description="evaluate at most this many examples per split: one number for every split, or "
+                          "a mapping difficulty: number ({13: 1000, 59: 100}; a difficulty left out is "
+                          "evaluated whole); null: all")
     train_val_iterations: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
         None, description="evaluate the train and val splits only at iterations 1..this (at most "
                           "`iterations`; null: every test iteration); the test splits always go to `iterations`")
+
+    def examples_cap(self, difficulty: int) -> int | None:
+        """How many examples of a split of this difficulty are evaluated (None: all of them)."""
+        m = self.max_examples
+        return m.get(difficulty) if isinstance(m, dict) else m
 
     def split_iterations(self, split: str) -> int:
         """How many iterations a split is evaluated at: `iterations` for test splits; for the others

@@ -347,18 +347,18 @@ def _evaluate(cfg: TrialConfig, model: ThinkingNet, precision: Precision, task, 
               dev: torch.device, log: Callable[[str], None]) -> list:
     """[(split, difficulty, SplitResult)] at every iteration 1..test.iterations (train/val: 1..test.train_val_iterations when set)."""
     t0 = time.perf_counter()
-    n = cfg.test.max_examples          # None: every example (slicing with None keeps all)
+    n = {id(s): cfg.test.examples_cap(s.difficulty) for s in splits}   # None: all (slicing with None keeps all)
     b = cfg.test.batch_size
     iters = {s.split: cfg.test.split_iterations(s.split) for s in splits}   # train/val may stop earlier
     size = {id(s): math.prod(s.targets.shape[1:]) or 1 for s in splits}    # positions (or cells) per example
-    progress = EvalProgress(sum(len(s.inputs[:n]) * size[id(s)] * runnable_iterations(model, iters[s.split])
+    progress = EvalProgress(sum(len(s.inputs[:n[id(s)]]) * size[id(s)] * runnable_iterations(model, iters[s.split])
                                 for s in splits), log)
     results = []
     for s in splits:
         def on_step(examples, i, k, s=s):
             progress.step(examples * size[id(s)], f"{s.split} {s.difficulty} at iteration {i}/{k}")
         results.append((s.split, s.difficulty, evaluate_split(
-            model, task, s.inputs[:n].to(dev), s.targets[:n].to(dev), iters[s.split],
+            model, task, s.inputs[:n[id(s)]].to(dev), s.targets[:n[id(s)]].to(dev), iters[s.split],
             batch_size=b, precision=precision, on_step=on_step)))
     log(f"evaluated {len(splits)} splits at {max(r.iterations for _, _, r in results)} iterations in "
         f"{time.perf_counter() - t0:.1f}s: " + ", ".join(

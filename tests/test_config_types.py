@@ -59,6 +59,9 @@ COERCE = [
     ("data", "eval", "12", [12]),
     ("data", "train_count", "50", 50),
     ("test", "max_examples", "null", None),
+    ("test", "max_examples", "7", 7),
+    ("test", "max_examples", "{8: 30}", {8: 30}),        # a cap per difficulty
+    ("test", "max_examples", "{'8': 30}", {8: 30}),      # keys as text (JSON) are difficulties too
     ("resources", "gpu", "0.25", 0.25),
 ]
 
@@ -83,6 +86,11 @@ REJECT = [
     ("data", "eval", "[]", "a non-empty list"),
     ("data", "val_fraction", "1", "strictly between 0 and 1"),
     ("test", "iterations", "yes", "an integer"),
+    ("test", "max_examples", "0", "a positive integer (every split) or a mapping difficulty: positive integer"),
+    ("test", "max_examples", "{8: 0}", "a mapping difficulty: positive integer"),
+    ("test", "max_examples", "[1, 2]", "a mapping difficulty: positive integer"),
+    ("test", "max_examples", "true", "a positive integer"),
+    ("test", "max_examples", "{3: 5}", "a difficulty of this sweep (train 8; eval"),
     ("resources", "cpu", "0", "a positive number of CPUs"),
     ("resources", "gpu", "0.3", "divides 1"),
 ]

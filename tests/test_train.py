@@ -429,3 +429,21 @@ def test_train_val_iterations_stops_train_and_val_early_and_test_goes_on(root, t
     assert EvalConfig(iterations=5, train_val_iterations=50).split_iterations("val") == 5
     assert EvalConfig(iterations=5).split_iterations("train") == 5
     assert EvalConfig(iterations=5, train_val_iterations=2).split_iterations("test") == 5
+
+
+def test_max_examples_per_difficulty(root, tmp_path):
+    """test.max_examples as a mapping caps each difficulty's splits on its own (train and val are the
+    training difficulty, 8; test 10); a difficulty left out is evaluated whole; the capped test rows
+    are what one cap for every split gives."""
+    cfg = tiny(epochs=1)
+    rows = {}
+    for name, cap in (("map", {10: 17, 8: 40}), ("one", 17), ("part", {10: 17})):
+        out = run_trial(dataclasses.replace(cfg, test=EvalConfig(iterations=4, batch_size=100, max_examples=cap)),
+                        root, trial_id=name, checkpoint_dir=tmp_path / name, log=quiet)
+        rows[name] = {(r["split"], r["test_iters"]): r for r in out.rows}
+    n = {name: {split: r["n_examples"] for (split, _), r in got.items()} for name, got in rows.items()}
+    assert n["map"] == {"train": 40, "val": 40, "test": 17}
+    assert n["one"] == {"train": 17, "val": 17, "test": 17}
+    assert n["part"]["test"] == 17 and n["part"]["val"] > 40 and n["part"]["train"] > n["part"]["val"]
+    for k in range(1, 5):
+        assert rows["map"][("test", k)]["accuracy"] == rows["one"][("test", k)]["accuracy"]
