@@ -144,3 +144,19 @@ def test_part2_seeds_trained_under_avx2_keep_their_verdicts():
     table, only = agreement(native, avx2, labels=("native", "avx2"), split="test")
     assert len(table) == 2 * 3 and (table["differ"] > 0).all()       # every curve took another path
     assert len(only["only_b"]) == 0 and len(only["only_a"]) == 2      # the other 18 trials, by model
+
+
+def test_mazes_dt_l_finished_seeds_recompute():
+    """docs/results/mazes_dt_l_cpu.md's per-seed numbers (the sweep is run seed by seed: a later
+    seed's files are added beside these, which stay as they are)."""
+    from analysis.common import load
+    from analysis.stability import stability
+    df = load([str(DATA / "cpu_mazes_dt_l")])
+    acc = df[df["split"] == "test"].set_index(["model", "seed", "difficulty", "test_iters"])["accuracy"]
+    for (model, seed, size), want in {("dt_l_relu_gn", 0, 13): 100, ("dt_l_relu_gn", 0, 33): 77,
+                                      ("dt_l_relu_gn", 0, 59): 5, ("dt_recall", 0, 13): 100,
+                                      ("dt_recall", 0, 33): 43, ("dt_recall", 0, 59): 7}.items():
+        assert acc.loc[(model, seed, size, 800)] == want, (model, seed, size)
+    t, _ = stability(df[df["seed"] == 0], difficulty=33, threshold=95, start=100, end=800)
+    assert t["holds_from"].isna().all()            # neither seed-0 model reaches 95% on 33x33
+    assert set(t["max"]) == {79.0, 44.0}
