@@ -37,11 +37,10 @@ from deepthink.overrides import apply_overrides
 from deepthink.search import METRICS, Distribution, SchedulerConfig, SearchConfig, check_space
 from deepthink.tasks import TASKS
 from deepthink.tasks.options import DataConfig, check_data
-from deepthink.trial import MODEL_SETTINGS, TrialConfig, expand_trials, trial_from_tune
+from deepthink.trial import MODEL_SETTINGS, TrialConfig, expand_trials
 
 __all__ = ["ConfigError", "DataConfig", "TrainConfig", "TestConfig", "ResourcesConfig", "Grid", "SweepFile",
-           "SweepConfig", "TrialConfig", "parse_sweep", "expand_trials", "apply_overrides", "json_schema",
-           "trial_from_tune"]
+           "SweepConfig", "TrialConfig", "parse_sweep", "expand_trials", "apply_overrides", "json_schema"]
 
 
 def _valid_depth(d: int) -> int:

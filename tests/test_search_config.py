@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from deepthink.cli import main
-from deepthink.config import ConfigError, parse_sweep, trial_from_tune
+from deepthink.config import ConfigError, parse_sweep
+from deepthink.trial import trial_from_tune
 
 BASE = {
     "name": "srch", "task": "prefix_sums",
