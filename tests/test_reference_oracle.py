@@ -67,12 +67,14 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 LAM_EPS = 1e-4                        # lam = eps + (1 - 2 eps) sigmoid(logit) (docs/models.md)
 
 
-def spectral_normalized(w, name):
+def spectral_normalized(w, name, strict=False):
     """W / sigma with sigma = u^T W_mat v, the power-iteration estimate of W_mat's largest singular
-    value (Miyato et al. 2018), W_mat = W reshaped to (out, in * k)."""
+    value (Miyato et al. 2018), W_mat = W reshaped to (out, in * k); strict (dt_l_strict): divided
+    by sqrt(k) more, k the kernel's taps."""
     raw = w[f"{name}{SN}.original"]
     sigma = w[f"{name}{SN}.0._u"] @ raw.flatten(1) @ w[f"{name}{SN}.0._v"]
-    return raw / sigma
+    taps = raw.shape[-2] * raw.shape[-1]
+    return raw / sigma / taps ** 0.5 if strict else raw / sigma
 
 
 def batch_norm(t, w, name):
@@ -86,20 +88,21 @@ def group_norm(t, w, name):
     return F.group_norm(t, 1, w[f"{name}.weight"], w[f"{name}.bias"], eps=1e-5)
 
 
-def dt_l_logits(w, x, iters, *, dims, act=F.elu, norm=batch_norm):
+def dt_l_logits(w, x, iters, *, dims, act=F.elu, norm=batch_norm, strict=False):
     """DT-L: F = conv+BN+ReLU; G = DT-Recall's block with spectral-normalized convs, a bias on the
     recall conv, ELU for ReLU and each residual sum x + f(x) replaced by (1 - lam) x + lam f(x);
-    H = the reference head with BN (or `norm`) after its first two convs."""
+    H = the reference head with BN (or `norm`) after its first two convs. strict: G's convs by
+    spectral_normalized(strict=True)."""
     state = F.relu(norm(conv(x, w["projection.0.weight"], dims), w, "projection.1"))
     for _ in range(iters):
-        z = conv(torch.cat([state, x], 1), spectral_normalized(w, "blocks.0.recall"), dims,
+        z = conv(torch.cat([state, x], 1), spectral_normalized(w, "blocks.0.recall", strict), dims,
                  bias=w["blocks.0.recall.bias"])
         if dims == 1:                                                       # as DT-Recall 1D: [recall, act]
             z = act(z)
         for j in range(2):
             p = f"blocks.0.body.{j}"
-            f = conv(act(conv(z, spectral_normalized(w, f"{p}.conv1"), dims)),
-                     spectral_normalized(w, f"{p}.conv2"), dims)
+            f = conv(act(conv(z, spectral_normalized(w, f"{p}.conv1", strict), dims)),
+                     spectral_normalized(w, f"{p}.conv2", strict), dims)
             lam = LAM_EPS + (1 - 2 * LAM_EPS) * torch.sigmoid(w[f"{p}.interp_logit"])
             z = act((1 - lam) * z + lam * f)
         state = z
@@ -135,6 +138,9 @@ ORACLES = {
     "dt_l_relu_gn": dict(logits=lambda w, x, iters, dims: dt_l_logits(w, x, iters, dims=dims, act=F.relu,
                                                                       norm=group_norm),
                          keys=lambda n_blocks: dt_l_keys(norm_keys=("weight", "bias"))),  # + GroupNorm in F and H
+    "dt_l_strict": dict(logits=lambda w, x, iters, dims: dt_l_logits(w, x, iters, dims=dims, act=F.relu,
+                                                                     norm=group_norm, strict=True),
+                        keys=lambda n_blocks: dt_l_keys(norm_keys=("weight", "bias"))),  # + convs / sqrt(k)
 }
 
 

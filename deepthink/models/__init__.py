@@ -7,6 +7,7 @@
     dt_l       paper 3 DT-L: DT-Recall with a Lipschitz-constrained recurrent block (docs/models.md)
     dt_l_relu  DT-L with ReLU for ELU inside the block (deepthink's variant; docs/models.md)
     dt_l_relu_gn  dt_l_relu with GroupNorm for BatchNorm in projection and head (deepthink's; docs/models.md)
+    dt_l_strict   dt_l_relu_gn with every block conv provably 1-Lipschitz (sigma(W_mat) sqrt(k) = 1; deepthink's)
 
 The 1D/2D choice and input channels come from the task, never from the model name.
 """
@@ -26,6 +27,7 @@ class ModelSpec:
     lipschitz: bool = False
     activation: str = "elu"      # the activation inside a Lipschitz block (lipschitz models only)
     norm: str = "batch"          # projection/head normalization (lipschitz models only): batch | group
+    strict: bool = False         # block convs scaled by 1/sqrt(taps) more: provably 1-Lipschitz (lipschitz only)
 
     @property
     def recurrent(self) -> bool:
@@ -45,6 +47,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
               description="DT-L with ReLU instead of ELU in the block (deepthink; docs/models.md)"),
     ModelSpec("dt_l_relu_gn", recall=True, shared=True, lipschitz=True, activation="relu", norm="group",
               description="dt_l_relu with GroupNorm instead of BatchNorm outside the block (deepthink; docs/models.md)"),
+    ModelSpec("dt_l_strict", recall=True, shared=True, lipschitz=True, activation="relu", norm="group", strict=True,
+              description="dt_l_relu_gn with provably 1-Lipschitz block convs (deepthink; docs/models.md)"),
 ]}
 
 
@@ -68,7 +72,7 @@ def build_model(name: str, *, width: int, max_iters: int, in_channels: int, dims
     spec = get_model_spec(name)
     return ThinkingNet(ModelConfig(width=width, max_iters=max_iters, in_channels=in_channels,
                                    dims=dims, recall=spec.recall, shared=spec.shared,
-                                   lipschitz=spec.lipschitz, activation=spec.activation, norm=spec.norm,
+                                   lipschitz=spec.lipschitz, activation=spec.activation, norm=spec.norm, strict=spec.strict,
                                    out_channels=num_classes))
 
 

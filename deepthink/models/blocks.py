@@ -21,9 +21,12 @@ the paper leaves open, what is chosen and why):
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 # The activation inside a Lipschitz block (both are 1-Lipschitz): "elu" is the paper's (dt_l),
@@ -44,7 +47,7 @@ def conv(dims: int, cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, bias=False, **_conv_shape(dims))
 
 
-def spectral_conv(dims: int, cin: int, cout: int, bias: bool = False) -> nn.Conv2d:
+def spectral_conv(dims: int, cin: int, cout: int, bias: bool = False, strict: bool = False) -> nn.Conv2d:
     """A conv whose weight is divided by sigma, the largest singular value of the weight reshaped
     to a matrix (out, in*k): torch.nn.utils.parametrizations.spectral_norm (Miyato et al. 2018).
     In training mode each access to `.weight` runs one power iteration and updates the estimates
@@ -58,8 +61,29 @@ def spectral_conv(dims: int, cin: int, cout: int, bias: bool = False) -> nn.Conv
     every tap reaches that bound (docs/models.md). Our own power iteration was at most a few percent
     faster than this parametrization on an AMD EPYC (benchmarks/bench_spectral_norm.py: 0.89-1.00x per
     block step), not worth a second implementation, so the standard one is used.
+
+    strict (dt_l_strict): the normalized weight is divided by sqrt(k) as well, so that the bound
+    above makes the conv provably 1-Lipschitz (||conv|| <= sqrt(k) sigma(W_mat) = 1): a second
+    parametrization after the spectral norm, a constant factor, no new state-dict entries.
     """
-    return spectral_norm(nn.Conv2d(cin, cout, bias=bias, **_conv_shape(dims)))
+    layer = spectral_norm(nn.Conv2d(cin, cout, bias=bias, **_conv_shape(dims)))
+    if strict:
+        parametrize.register_parametrization(layer, "weight", _Scale(1.0 / math.sqrt(math.prod(layer.kernel_size))))
+    return layer
+
+
+class _Scale(nn.Module):
+    """A weight parametrization multiplying by a constant (dt_l_strict's 1/sqrt(k))."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:.6g}"
 
 
 class BasicBlock(nn.Module):
@@ -69,9 +93,11 @@ class BasicBlock(nn.Module):
     ACTIVATIONS[activation] (ELU for dt_l, ReLU for dt_l_relu), and one learnable scalar lam in (0, 1) per block (docs/models.md: a scalar, not one per channel, so that
     the combination of two 1-Lipschitz maps stays 1-Lipschitz)."""
 
-    def __init__(self, dims: int, width: int, lipschitz: bool = False, activation: str = "elu"):
+    def __init__(self, dims: int, width: int, lipschitz: bool = False, activation: str = "elu",
+                 strict: bool = False):
         super().__init__()
-        make = (lambda: spectral_conv(dims, width, width)) if lipschitz else (lambda: conv(dims, width, width))
+        make = ((lambda: spectral_conv(dims, width, width, strict=strict)) if lipschitz
+                else (lambda: conv(dims, width, width)))
         self.conv1, self.conv2 = make(), make()
         self.act = ACTIVATIONS[activation] if lipschitz else F.relu
         self.interp_logit = nn.Parameter(torch.zeros(())) if lipschitz else None   # lam = 0.5 at init
@@ -116,17 +142,17 @@ class RecurBlock(nn.Module):
     """
 
     def __init__(self, dims: int, width: int, recall_channels: int = 0, lipschitz: bool = False,
-                 activation: str = "elu"):
+                 activation: str = "elu", strict: bool = False):
         super().__init__()
         if recall_channels:
-            self.recall = (spectral_conv(dims, width + recall_channels, width, bias=True) if lipschitz
+            self.recall = (spectral_conv(dims, width + recall_channels, width, bias=True, strict=strict) if lipschitz
                            else conv(dims, width + recall_channels, width))
         else:
             self.recall = None
         # 1D only: the activation after the recall conv, by name ("relu" runs in place on the conv's output)
         self.recall_act_name = (activation if lipschitz else "relu") if dims == 1 else None
-        self.body = nn.Sequential(BasicBlock(dims, width, lipschitz, activation),
-                                  BasicBlock(dims, width, lipschitz, activation))
+        self.body = nn.Sequential(BasicBlock(dims, width, lipschitz, activation, strict),
+                                  BasicBlock(dims, width, lipschitz, activation, strict))
 
     def forward(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.recall is not None:

@@ -36,6 +36,7 @@ class ModelConfig:
     lipschitz: bool = False  # DT-L: contractive recurrent block, `norm` outside it (docs/models.md)
     activation: str = "elu"  # inside a Lipschitz block: "elu" (the paper's) or "relu"; others always ReLU
     norm: str = "batch"     # Lipschitz models' projection/head normalization: "batch" (the paper's) or "group"
+    strict: bool = False    # Lipschitz models: each block conv divided by sqrt(taps) too, provably 1-Lipschitz
     out_channels: int = 2
 
     def __post_init__(self):
@@ -43,10 +44,10 @@ class ModelConfig:
             raise ValueError(f"unknown activation {self.activation!r}; one of {sorted(ACTIVATIONS)}")
         if self.norm not in NORMS:
             raise ValueError(f"unknown normalization {self.norm!r}; one of {list(NORMS)}")
-        if not self.lipschitz and (self.activation, self.norm) != ("elu", "batch"):
+        if not self.lipschitz and (self.activation, self.norm, self.strict) != ("elu", "batch", False):
             # Only the Lipschitz nets read these; a registry entry setting them elsewhere would be
             # silently the same net as its neighbour.
-            raise ValueError(f"activation={self.activation!r} / norm={self.norm!r} apply to Lipschitz "
+            raise ValueError(f"activation={self.activation!r} / norm={self.norm!r} / strict={self.strict} apply to Lipschitz "
                              f"(DT-L) models only; leave them at their defaults or set lipschitz=True")
 
 
@@ -63,7 +64,8 @@ class ThinkingNet(nn.Module):
         n_blocks = 1 if cfg.shared else cfg.max_iters
         norm = cfg.norm if cfg.lipschitz else None
         self.projection = projection(cfg.dims, cfg.in_channels, cfg.width, norm=norm)
-        self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch, cfg.lipschitz, cfg.activation)
+        self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch, cfg.lipschitz, cfg.activation,
+                                               cfg.strict)
                                     for _ in range(n_blocks))
         self.head_convs = head(cfg.dims, cfg.width, cfg.out_channels, norm=norm)
 
