@@ -89,3 +89,44 @@ def test_refusals(trained, tmp_path, capsys):
     assert main([str(ckpts["ff_net"]), str(ckpts["dt_recall"]), "--data-root", str(data), "--marks", "3"]) == 2
     out = capsys.readouterr()
     assert "is a feed-forward net" in out.err and "| dt_recall | 16 | 0 | 1/1 |" in out.out
+
+
+def test_lipschitz_is_the_largest_singular_value_of_the_steps_jacobian(trained, capsys):
+    """--lipschitz: at each mark, the largest singular value of d step / d state at the state the
+    model reached, computed here from the full Jacobian (torch.autograd.functional.jacobian + an
+    exact matrix 2-norm), not by power iteration."""
+    ckpts, data = trained
+    df = _csv(capsys, ckpts["dt_recall"], "--data-root", data, "--examples", "2", "--marks", "1", "4",
+              "--lipschitz", "--power-iterations", "400", "--format", "csv")
+    quick = _csv(capsys, ckpts["dt_recall"], "--data-root", data, "--examples", "2", "--marks", "1", "4",
+                 "--lipschitz", "--power-iterations", "5", "--format", "csv")
+    from torch.autograd.functional import jacobian
+    from deepthink.models import build_model
+    from deepthink.tasks import get_task, storage
+    net = build_model("dt_recall", width=16, max_iters=3, in_channels=1, dims=1)
+    net.load_state_dict(torch.load(ckpts["dt_recall"] / FILENAME, weights_only=True)["model"])
+    net.eval()
+    x, _ = storage.load(get_task("prefix_sums"), data, 16, "test", 256, 0, "generated")
+    x = x[:2].float()
+    for k in (1, 4):
+        with torch.no_grad():
+            h = net(x, k).state                                           # (2, 16, 16)
+        jac = jacobian(lambda s: net.step(s, x, k), h).reshape(h.numel(), h.numel())
+        want = torch.linalg.matrix_norm(jac, 2).item()
+        assert df[df["iteration"] == k]["lipschitz"].item() == pytest.approx(want, rel=2e-3)
+        assert quick[quick["iteration"] == k]["lipschitz"].item() <= want * (1 + 1e-5)   # a lower bound
+    # markdown: the second table is there
+    assert main([str(ckpts["dt_recall"]), "--data-root", str(data), "--marks", "2", "--lipschitz"]) == 0
+    assert "local Lipschitz constant" in capsys.readouterr().out
+
+
+def test_lipschitz_of_a_blown_up_recurrence_is_above_1(trained, tmp_path, capsys):
+    ckpts, data = trained
+    ck = torch.load(ckpts["dt_recall"] / FILENAME, weights_only=True)
+    for k in [k for k in ck["model"] if k.startswith("blocks.") and k.endswith("weight")]:
+        ck["model"][k] = ck["model"][k] * 5
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    torch.save(ck, bad / FILENAME)
+    df = _csv(capsys, bad, "--data-root", data, "--marks", "1", "--lipschitz", "--format", "csv")
+    assert df["lipschitz"].item() > 1.0
