@@ -162,7 +162,6 @@ def test_in_place_evaluation_is_the_training_formula_bit_for_bit(activation, dim
     convs' outputs; its values are those of the expression training differentiates,
     act(x + lam * (out - x)), exactly (the same ops in the same order), in training and eval mode,
     in fp32 and under bf16 autocast (where the conv's bf16 output meets an fp32 state)."""
-    from deepthink.models.blocks import ACTIVATIONS
     torch.manual_seed(0)
     block = BasicBlock(dims, 8, lipschitz=True, activation=activation)
     with torch.no_grad():
