@@ -103,12 +103,12 @@ def test_interpolation_weight_stays_strictly_inside_0_1(model_name):
 def test_spectral_norm_bounds_the_reshaped_weight_not_the_conv(dims, taps, strict):
     """What the normalization enforces (docs/models.md): sigma(W_mat) = 1, hence ||conv|| <= sqrt(k)
     for k taps; a kernel that is the same matrix in every tap reaches sqrt(k) (so a normalized
-    conv alone is not 1-Lipschitz). strict (dt_l_strict) divides by sqrt(k) more: sigma(W_mat) =
-    1/sqrt(k) and ||conv|| <= 1, reached by the same kernel."""
+    conv alone is not 1-Lipschitz). strict (conv_norm "bound", dt_l_strict) divides by sqrt(k) more:
+    sigma(W_mat) = 1/sqrt(k) and ||conv|| <= 1, reached by the same kernel."""
     torch.manual_seed(0)
     bound = 1.0 if strict else taps ** 0.5
     for same_in_every_tap in (False, True):
-        c = spectral_conv(dims, 4, 4, strict=strict).double()
+        c = spectral_conv(dims, 4, 4, conv_norm="bound" if strict else "matrix").double()
         if same_in_every_tap:
             with torch.no_grad():
                 raw = c.parametrizations.weight.original
@@ -137,22 +137,46 @@ def conv_operator_norm(c, dims, iters=100):
     return lin(v / v.norm()).norm().item()
 
 
-STRICT = sorted(name for name, spec in MODELS.items() if spec.lipschitz and spec.strict)
+NON_EXPANSIVE = sorted(name for name, spec in MODELS.items() if spec.lipschitz and spec.conv_norm != "matrix")
 
 
 @pytest.mark.parametrize("task_name", sorted(TASKS))
-@pytest.mark.parametrize("model_name", STRICT)
-def test_strict_block_convs_are_1_lipschitz_whatever_the_weights(task_name, model_name):
-    """dt_l_strict's guarantee, which the paper's normalization does not give (the test above; a
-    trained dt_l_relu_gn maze net's convs measured 2.0-2.7, docs/models.md): after training-mode
-    passes with raw weights 10x their scale, every conv of the block has operator norm <= 1 (up to
-    the spectral estimate's convergence), so the step is non-expansive in the state."""
+@pytest.mark.parametrize("model_name", NON_EXPANSIVE)
+def test_block_convs_are_1_lipschitz_whatever_the_weights(task_name, model_name):
+    """dt_l_strict's and dt_l_op's guarantee, which the paper's normalization does not give (the
+    test above; a trained dt_l_relu_gn maze net's convs measured 2.0-2.7, docs/models.md): after
+    training-mode passes with raw weights 10x their scale, every conv of the block has operator
+    norm <= 1 up to the estimates' convergence (dt_l_op: power iteration, like torch's spectral norm,
+    from below; up to 1.3% over after the ~30 rounds here), so the step is non-expansive in the
+    state. dt_l_op's convs sit at the bound (its point: no sqrt(k) slack)."""
     task = TASKS[task_name]
     net, _ = trained_estimates(model_name, task)
     convs = [m for m in net.blocks[0].modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == (5 if net.cfg.recall else 4)
-    for c in convs:
-        assert conv_operator_norm(c, task.dims) <= 1.0 + 1e-3
+    norms = [conv_operator_norm(c, task.dims) for c in convs]
+    assert max(norms) <= (1.02 if MODELS[model_name].conv_norm == "operator" else 1.001), norms
+    if MODELS[model_name].conv_norm == "operator":
+        assert min(norms) >= 0.98, norms
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_operator_norm_estimate_is_the_circular_convs_norm(dims):
+    """OperatorNorm's sigma (stored estimate, eval mode) is the largest singular value of the
+    kernel's Fourier transform over the 32-point grid, computed here with an FFT and an SVD
+    (within 0.1% after 200 rounds, and never above it)."""
+    torch.manual_seed(0)
+    c = spectral_conv(dims, 5, 6, conv_norm="operator").double()
+    c.train()
+    for _ in range(200):
+        c.weight
+    c.eval()
+    raw = c.parametrizations.weight.original.detach()
+    grid = (1, 32) if dims == 1 else (32, 32)
+    k = torch.fft.fft2(raw, s=grid).permute(2, 3, 0, 1).reshape(-1, raw.shape[0], raw.shape[1])
+    sigma = torch.linalg.matrix_norm(k, 2).max().item()
+    estimate = (raw.norm() / c.weight.detach().norm()).item()          # the sigma it divides by
+    assert estimate <= sigma * (1 + 1e-9)                                # power iteration: from below
+    assert estimate == pytest.approx(sigma, rel=1e-3)
 
 
 @pytest.mark.parametrize("activation", ["elu", "relu"])

@@ -67,14 +67,23 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 LAM_EPS = 1e-4                        # lam = eps + (1 - 2 eps) sigmoid(logit) (docs/models.md)
 
 
-def spectral_normalized(w, name, strict=False):
-    """W / sigma with sigma = u^T W_mat v, the power-iteration estimate of W_mat's largest singular
-    value (Miyato et al. 2018), W_mat = W reshaped to (out, in * k); strict (dt_l_strict): divided
-    by sqrt(k) more, k the kernel's taps."""
+def spectral_normalized(w, name, conv_norm="matrix"):
+    """"matrix": W / sigma with sigma = u^T W_mat v, the power-iteration estimate of W_mat's largest
+    singular value (Miyato et al. 2018), W_mat = W reshaped to (out, in * k); "bound" (dt_l_strict):
+    divided by sqrt(k) more, k the kernel's taps; "operator" (dt_l_op): W / ||T u||, T the circular
+    cross-correlation by W over u's grid (written here as a sum of rolled copies of u), u the
+    stored estimate."""
     raw = w[f"{name}{SN}.original"]
+    if conv_norm == "operator":
+        u = w[f"{name}{SN}.0._u"]                                     # (1, in, G_h, G_w)
+        kh, kw = raw.shape[-2:]
+        tu = sum(torch.einsum("oi,bihw->bohw", raw[:, :, a, b],
+                              torch.roll(u, shifts=(-(a - kh // 2), -(b - kw // 2)), dims=(2, 3)))
+                 for a in range(kh) for b in range(kw))
+        return raw / tu.norm()
     sigma = w[f"{name}{SN}.0._u"] @ raw.flatten(1) @ w[f"{name}{SN}.0._v"]
     taps = raw.shape[-2] * raw.shape[-1]
-    return raw / sigma / taps ** 0.5 if strict else raw / sigma
+    return raw / sigma / taps ** 0.5 if conv_norm == "bound" else raw / sigma
 
 
 def batch_norm(t, w, name):
@@ -88,21 +97,21 @@ def group_norm(t, w, name):
     return F.group_norm(t, 1, w[f"{name}.weight"], w[f"{name}.bias"], eps=1e-5)
 
 
-def dt_l_logits(w, x, iters, *, dims, act=F.elu, norm=batch_norm, strict=False):
+def dt_l_logits(w, x, iters, *, dims, act=F.elu, norm=batch_norm, conv_norm="matrix"):
     """DT-L: F = conv+BN+ReLU; G = DT-Recall's block with spectral-normalized convs, a bias on the
     recall conv, ELU for ReLU and each residual sum x + f(x) replaced by (1 - lam) x + lam f(x);
-    H = the reference head with BN (or `norm`) after its first two convs. strict: G's convs by
-    spectral_normalized(strict=True)."""
+    H = the reference head with BN (or `norm`) after its first two convs. G's convs normalized by
+    spectral_normalized(conv_norm)."""
     state = F.relu(norm(conv(x, w["projection.0.weight"], dims), w, "projection.1"))
     for _ in range(iters):
-        z = conv(torch.cat([state, x], 1), spectral_normalized(w, "blocks.0.recall", strict), dims,
+        z = conv(torch.cat([state, x], 1), spectral_normalized(w, "blocks.0.recall", conv_norm), dims,
                  bias=w["blocks.0.recall.bias"])
         if dims == 1:                                                       # as DT-Recall 1D: [recall, act]
             z = act(z)
         for j in range(2):
             p = f"blocks.0.body.{j}"
-            f = conv(act(conv(z, spectral_normalized(w, f"{p}.conv1", strict), dims)),
-                     spectral_normalized(w, f"{p}.conv2", strict), dims)
+            f = conv(act(conv(z, spectral_normalized(w, f"{p}.conv1", conv_norm), dims)),
+                     spectral_normalized(w, f"{p}.conv2", conv_norm), dims)
             lam = LAM_EPS + (1 - 2 * LAM_EPS) * torch.sigmoid(w[f"{p}.interp_logit"])
             z = act((1 - lam) * z + lam * f)
         state = z
@@ -111,12 +120,12 @@ def dt_l_logits(w, x, iters, *, dims, act=F.elu, norm=batch_norm, strict=False):
     return conv(out, w["head_convs.6.weight"], dims)
 
 
-def dt_l_keys(norm_keys=BN):
+def dt_l_keys(norm_keys=BN, estimates=("0._u", "0._v")):
     keys = {"projection.0.weight", "head_convs.0.weight", "head_convs.3.weight", "head_convs.6.weight",
             "blocks.0.recall.bias"}
     keys |= {f"{m}.{k}" for m in ("projection.1", "head_convs.1", "head_convs.4") for k in norm_keys}
     for c in ["blocks.0.recall"] + [f"blocks.0.body.{j}.conv{k}" for j in range(2) for k in (1, 2)]:
-        keys |= {f"{c}{SN}.original", f"{c}{SN}.0._u", f"{c}{SN}.0._v"}
+        keys |= {f"{c}{SN}.original"} | {f"{c}{SN}.{e}" for e in estimates}
     return keys | {f"blocks.0.body.{j}.interp_logit" for j in range(2)}
 
 
@@ -139,8 +148,11 @@ ORACLES = {
                                                                       norm=group_norm),
                          keys=lambda n_blocks: dt_l_keys(norm_keys=("weight", "bias"))),  # + GroupNorm in F and H
     "dt_l_strict": dict(logits=lambda w, x, iters, dims: dt_l_logits(w, x, iters, dims=dims, act=F.relu,
-                                                                     norm=group_norm, strict=True),
+                                                                     norm=group_norm, conv_norm="bound"),
                         keys=lambda n_blocks: dt_l_keys(norm_keys=("weight", "bias"))),  # + convs / sqrt(k)
+    "dt_l_op": dict(logits=lambda w, x, iters, dims: dt_l_logits(w, x, iters, dims=dims, act=F.relu,
+                                                                 norm=group_norm, conv_norm="operator"),
+                    keys=lambda n_blocks: dt_l_keys(norm_keys=("weight", "bias"), estimates=("0._u",))),
 }
 
 

@@ -8,6 +8,7 @@
     dt_l_relu  DT-L with ReLU for ELU inside the block (deepthink's variant; docs/models.md)
     dt_l_relu_gn  dt_l_relu with GroupNorm for BatchNorm in projection and head (deepthink's; docs/models.md)
     dt_l_strict   dt_l_relu_gn with every block conv provably 1-Lipschitz (sigma(W_mat) sqrt(k) = 1; deepthink's)
+    dt_l_op       dt_l_relu_gn with every block conv divided by its own operator norm (deepthink's)
 
 The 1D/2D choice and input channels come from the task, never from the model name.
 """
@@ -27,7 +28,7 @@ class ModelSpec:
     lipschitz: bool = False
     activation: str = "elu"      # the activation inside a Lipschitz block (lipschitz models only)
     norm: str = "batch"          # projection/head normalization (lipschitz models only): batch | group
-    strict: bool = False         # block convs scaled by 1/sqrt(taps) more: provably 1-Lipschitz (lipschitz only)
+    conv_norm: str = "matrix"    # block convs (lipschitz only): matrix (paper) | bound | operator (blocks.spectral_conv)
 
     @property
     def recurrent(self) -> bool:
@@ -47,8 +48,10 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
               description="DT-L with ReLU instead of ELU in the block (deepthink; docs/models.md)"),
     ModelSpec("dt_l_relu_gn", recall=True, shared=True, lipschitz=True, activation="relu", norm="group",
               description="dt_l_relu with GroupNorm instead of BatchNorm outside the block (deepthink; docs/models.md)"),
-    ModelSpec("dt_l_strict", recall=True, shared=True, lipschitz=True, activation="relu", norm="group", strict=True,
+    ModelSpec("dt_l_strict", recall=True, shared=True, lipschitz=True, activation="relu", norm="group", conv_norm="bound",
               description="dt_l_relu_gn with provably 1-Lipschitz block convs (deepthink; docs/models.md)"),
+    ModelSpec("dt_l_op", recall=True, shared=True, lipschitz=True, activation="relu", norm="group", conv_norm="operator",
+              description="dt_l_relu_gn with block convs divided by their operator norm (deepthink; docs/models.md)"),
 ]}
 
 
@@ -72,7 +75,7 @@ def build_model(name: str, *, width: int, max_iters: int, in_channels: int, dims
     spec = get_model_spec(name)
     return ThinkingNet(ModelConfig(width=width, max_iters=max_iters, in_channels=in_channels,
                                    dims=dims, recall=spec.recall, shared=spec.shared,
-                                   lipschitz=spec.lipschitz, activation=spec.activation, norm=spec.norm, strict=spec.strict,
+                                   lipschitz=spec.lipschitz, activation=spec.activation, norm=spec.norm, conv_norm=spec.conv_norm,
                                    out_channels=num_classes))
 
 

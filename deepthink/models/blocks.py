@@ -47,33 +47,87 @@ def conv(dims: int, cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, bias=False, **_conv_shape(dims))
 
 
-def spectral_conv(dims: int, cin: int, cout: int, bias: bool = False, strict: bool = False) -> nn.Conv2d:
-    """A conv whose weight is divided by sigma, the largest singular value of the weight reshaped
-    to a matrix (out, in*k): torch.nn.utils.parametrizations.spectral_norm (Miyato et al. 2018).
-    In training mode each access to `.weight` runs one power iteration and updates the estimates
-    (buffers `_u` (out,), `_v` (in*k,)); in eval mode they are read only; sigma = u^T W v, with
-    gradients through W and sigma. State-dict names: `<conv>.parametrizations.weight.original`
-    (the raw, trained weight), `<conv>.parametrizations.weight.0._u` / `._v`; `<conv>.weight` is
-    the effective (normalized) weight.
+CONV_NORMS = ("matrix", "bound", "operator")
 
+
+def spectral_conv(dims: int, cin: int, cout: int, bias: bool = False, conv_norm: str = "matrix") -> nn.Conv2d:
+    """A conv normalized for DT-L's recurrent block; `conv_norm` says by what.
+
+    "matrix" (the paper's; dt_l, dt_l_relu, dt_l_relu_gn): the weight divided by sigma, the largest
+    singular value of the weight reshaped to a matrix (out, in*k):
+    torch.nn.utils.parametrizations.spectral_norm (Miyato et al. 2018). In training mode each access
+    to `.weight` runs one power iteration and updates the estimates (buffers `_u` (out,), `_v`
+    (in*k,)); in eval mode they are read only; sigma = u^T W v, with gradients through W and sigma.
+    State-dict names: `<conv>.parametrizations.weight.original` (the raw, trained weight),
+    `<conv>.parametrizations.weight.0._u` / `._v`; `<conv>.weight` is the effective weight.
     sigma(W_mat) = 1 does not make the conv 1-Lipschitz: each input element enters at most k
     patches (k = 3 in 1D, 9 in 2D), so ||conv|| <= sqrt(k) sigma(W_mat), and a kernel equal in
     every tap reaches that bound (docs/models.md). Our own power iteration was at most a few percent
     faster than this parametrization on an AMD EPYC (benchmarks/bench_spectral_norm.py: 0.89-1.00x per
     block step), not worth a second implementation, so the standard one is used.
 
-    strict (dt_l_strict): the normalized weight is divided by sqrt(k) as well, so that the bound
-    above makes the conv provably 1-Lipschitz (||conv|| <= sqrt(k) sigma(W_mat) = 1): a second
-    parametrization after the spectral norm, a constant factor, no new state-dict entries.
+    "bound" (dt_l_strict): "matrix", then divided by sqrt(k) as well, so that the bound above makes
+    the conv provably 1-Lipschitz: a second parametrization, a constant factor, no new state.
+
+    "operator" (dt_l_op): the weight divided by the conv's own operator norm (OperatorNorm): the
+    conv is 1-Lipschitz up to the estimate, with no sqrt(k) slack.
     """
-    layer = spectral_norm(nn.Conv2d(cin, cout, bias=bias, **_conv_shape(dims)))
-    if strict:
+    layer = nn.Conv2d(cin, cout, bias=bias, **_conv_shape(dims))
+    if conv_norm == "operator":
+        parametrize.register_parametrization(layer, "weight", OperatorNorm(layer.weight, layer.padding))
+        return layer
+    if conv_norm not in CONV_NORMS:
+        raise ValueError(f"unknown conv_norm {conv_norm!r}; one of {CONV_NORMS}")
+    layer = spectral_norm(layer)
+    if conv_norm == "bound":
         parametrize.register_parametrization(layer, "weight", _Scale(1.0 / math.sqrt(math.prod(layer.kernel_size))))
     return layer
 
 
+class OperatorNorm(nn.Module):
+    """Weight parametrization W -> W / sigma, sigma the operator norm of the convolution by W,
+    estimated like torch's spectral_norm but on the conv itself rather than on W reshaped to a
+    matrix: power iteration with a persistent input `_u` (1, in, G, G) (G = GRID = 32; 1 x G for a
+    1D (1, k) kernel) on the circular convolution over a G x G grid, whose norm is the largest
+    singular value of the kernel's Fourier transform over the grid's frequencies. That is the
+    norm of the conv on an unbounded input sampled at G frequencies per axis, which bounds the
+    zero-padded conv on any input size up to the sampling (random 3x3 kernels at G = 16: up to 2.6%
+    below the zero-padded norm of a 32 x 32 input, at G = 32 1.3%, the rest being the power
+    iteration's; trained maze kernels peak near frequency 0, where G = 16 is within 0.3% of
+    G = 128; tests/test_lipschitz.py checks the zero-padded norm). One power
+    iteration per training-mode access (sigma = ||conv_circ(u)|| with gradients through W), none in
+    eval mode; 15 at construction. State: `<conv>.parametrizations.weight.0._u`."""
+
+    GRID = 32
+
+    def __init__(self, weight: torch.Tensor, padding: tuple[int, int]):
+        super().__init__()
+        cin, kh = weight.shape[1], weight.shape[-2]
+        self.pad = (padding[1], padding[1], padding[0], padding[0])       # F.pad order: W then H
+        u = torch.randn(1, cin, 1 if kh == 1 else self.GRID, self.GRID, dtype=weight.dtype, device=weight.device)
+        self.register_buffer("_u", u / u.norm())
+        with torch.no_grad():
+            for _ in range(15):
+                self._power_iteration(weight)
+
+    def _conv(self, u: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(u, self.pad, mode="circular"), weight)
+
+    def _power_iteration(self, weight: torch.Tensor) -> None:
+        v = self._conv(self._u, weight)                                      # T u
+        u = F.conv2d(F.pad(v, self.pad, mode="circular"), weight.flip(-2, -1).transpose(0, 1))   # T^T T u
+        self._u.copy_(u / u.norm().clamp_min(1e-12))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                self._power_iteration(weight)
+        sigma = self._conv(self._u, weight).norm()                           # ||T u||, ||u|| = 1
+        return weight / sigma
+
+
 class _Scale(nn.Module):
-    """A weight parametrization multiplying by a constant (dt_l_strict's 1/sqrt(k))."""
+    """A weight parametrization multiplying by a constant (conv_norm "bound": 1/sqrt(k))."""
 
     def __init__(self, factor: float):
         super().__init__()
@@ -94,9 +148,9 @@ class BasicBlock(nn.Module):
     the combination of two 1-Lipschitz maps stays 1-Lipschitz)."""
 
     def __init__(self, dims: int, width: int, lipschitz: bool = False, activation: str = "elu",
-                 strict: bool = False):
+                 conv_norm: str = "matrix"):
         super().__init__()
-        make = ((lambda: spectral_conv(dims, width, width, strict=strict)) if lipschitz
+        make = ((lambda: spectral_conv(dims, width, width, conv_norm=conv_norm)) if lipschitz
                 else (lambda: conv(dims, width, width)))
         self.conv1, self.conv2 = make(), make()
         self.act = ACTIVATIONS[activation] if lipschitz else F.relu
@@ -142,17 +196,17 @@ class RecurBlock(nn.Module):
     """
 
     def __init__(self, dims: int, width: int, recall_channels: int = 0, lipschitz: bool = False,
-                 activation: str = "elu", strict: bool = False):
+                 activation: str = "elu", conv_norm: str = "matrix"):
         super().__init__()
         if recall_channels:
-            self.recall = (spectral_conv(dims, width + recall_channels, width, bias=True, strict=strict) if lipschitz
+            self.recall = (spectral_conv(dims, width + recall_channels, width, bias=True, conv_norm=conv_norm) if lipschitz
                            else conv(dims, width + recall_channels, width))
         else:
             self.recall = None
         # 1D only: the activation after the recall conv, by name ("relu" runs in place on the conv's output)
         self.recall_act_name = (activation if lipschitz else "relu") if dims == 1 else None
-        self.body = nn.Sequential(BasicBlock(dims, width, lipschitz, activation, strict),
-                                  BasicBlock(dims, width, lipschitz, activation, strict))
+        self.body = nn.Sequential(BasicBlock(dims, width, lipschitz, activation, conv_norm),
+                                  BasicBlock(dims, width, lipschitz, activation, conv_norm))
 
     def forward(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.recall is not None:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from deepthink.models.blocks import ACTIVATIONS, NORMS, RecurBlock, head, projection
+from deepthink.models.blocks import ACTIVATIONS, CONV_NORMS, NORMS, RecurBlock, head, projection
 from deepthink.precision import cast_for_autocast
 
 
@@ -36,7 +36,7 @@ class ModelConfig:
     lipschitz: bool = False  # DT-L: contractive recurrent block, `norm` outside it (docs/models.md)
     activation: str = "elu"  # inside a Lipschitz block: "elu" (the paper's) or "relu"; others always ReLU
     norm: str = "batch"     # Lipschitz models' projection/head normalization: "batch" (the paper's) or "group"
-    strict: bool = False    # Lipschitz models: each block conv divided by sqrt(taps) too, provably 1-Lipschitz
+    conv_norm: str = "matrix"  # Lipschitz models' block convs: "matrix" (paper), "bound", "operator" (blocks.spectral_conv)
     out_channels: int = 2
 
     def __post_init__(self):
@@ -44,10 +44,12 @@ class ModelConfig:
             raise ValueError(f"unknown activation {self.activation!r}; one of {sorted(ACTIVATIONS)}")
         if self.norm not in NORMS:
             raise ValueError(f"unknown normalization {self.norm!r}; one of {list(NORMS)}")
-        if not self.lipschitz and (self.activation, self.norm, self.strict) != ("elu", "batch", False):
+        if self.conv_norm not in CONV_NORMS:
+            raise ValueError(f"unknown conv_norm {self.conv_norm!r}; one of {list(CONV_NORMS)}")
+        if not self.lipschitz and (self.activation, self.norm, self.conv_norm) != ("elu", "batch", "matrix"):
             # Only the Lipschitz nets read these; a registry entry setting them elsewhere would be
             # silently the same net as its neighbour.
-            raise ValueError(f"activation={self.activation!r} / norm={self.norm!r} / strict={self.strict} apply to Lipschitz "
+            raise ValueError(f"activation={self.activation!r} / norm={self.norm!r} / conv_norm={self.conv_norm!r} apply to Lipschitz "
                              f"(DT-L) models only; leave them at their defaults or set lipschitz=True")
 
 
@@ -65,7 +67,7 @@ class ThinkingNet(nn.Module):
         norm = cfg.norm if cfg.lipschitz else None
         self.projection = projection(cfg.dims, cfg.in_channels, cfg.width, norm=norm)
         self.blocks = nn.ModuleList(RecurBlock(cfg.dims, cfg.width, recall_ch, cfg.lipschitz, cfg.activation,
-                                               cfg.strict)
+                                               cfg.conv_norm)
                                     for _ in range(n_blocks))
         self.head_convs = head(cfg.dims, cfg.width, cfg.out_channels, norm=norm)
 
