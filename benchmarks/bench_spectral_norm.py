@@ -1,5 +1,6 @@
 """DT-L's spectral normalization on a CPU: torch's spectral_norm parametrization (what
-deepthink uses) vs a hand-written power iteration that computes the same thing.
+deepthink uses) vs a hand-written power iteration that computes the same thing; and what dt_l_op's
+operator-norm parametrization (blocks.OperatorNorm) costs against it.
 
 Times one training step of DT-L's recurrent block (forward over `--iters` iterations + backward)
 with each implementation and with no normalization at all, interleaved in one process, best of
@@ -106,7 +107,8 @@ def main() -> None:
     in_ch = 1 if args.dims == 1 else 3
     torch_sn = RecurBlock(args.dims, args.width, in_ch, lipschitz=True)
     models = {"torch": torch_sn, "own": replace_convs(torch_sn, OwnSpectralConv),
-              "none": replace_convs(torch_sn, unnormalized)}
+              "none": replace_convs(torch_sn, unnormalized),
+              "operator": RecurBlock(args.dims, args.width, in_ch, lipschitz=True, conv_norm="operator")}
     spatial = (1, args.size) if args.dims == 1 else (args.size, args.size)
     state = torch.randn(args.batch, args.width, *spatial).contiguous(memory_format=torch.channels_last)
     x = torch.randn(args.batch, in_ch, *spatial).contiguous(memory_format=torch.channels_last)
@@ -128,14 +130,16 @@ def main() -> None:
     for k in models:
         print(f"  {k:<6} {best[k] * 1e3:8.1f} ms")
     print(f"own power iteration / torch parametrization: {best['own'] / best['torch']:.2f}x   "
-          f"torch parametrization / no normalization: {best['torch'] / best['none']:.2f}x")
-    convs = {k: next(m for m in models[k].modules() if isinstance(m, nn.Conv2d)) for k in ("torch", "own")}
+          f"torch parametrization / no normalization: {best['torch'] / best['none']:.2f}x   "
+          f"operator norm (dt_l_op) / torch parametrization: {best['operator'] / best['torch']:.2f}x")
+    convs = {k: next(m for m in models[k].modules() if isinstance(m, nn.Conv2d)) for k in ("torch", "own", "operator")}
     per = {k: float("inf") for k in convs}
     for _ in range(args.reps):
         for k, c in convs.items():
             per[k] = min(per[k], weight_seconds(c))
     print(f"normalized weight alone (recall conv, fwd+bwd, per access): torch {per['torch'] * 1e6:.0f} us, "
-          f"own {per['own'] * 1e6:.0f} us; {5 * args.iters} accesses per step above")
+          f"own {per['own'] * 1e6:.0f} us, operator {per['operator'] * 1e6:.0f} us; {5 * args.iters} accesses "
+          f"per step above")
 
 
 if __name__ == "__main__":

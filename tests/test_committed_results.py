@@ -165,3 +165,19 @@ def test_mazes_dt_l_finished_seeds_recompute():
     assert v["holds_from"].isna().sum() == 3 and v.loc[("dt_recall", 1), "holds_from"] == 135
     assert list(v["max"]) == [79.0, 85.0, 44.0, 100.0]
     assert set(df["status"]) == {"ok"}
+
+
+def test_nonexpansive_dt_l_quickstart_recompute():
+    """docs/models.md's table for dt_l_strict and dt_l_op on the quickstart recipe: per seed, best
+    training accuracy and 24 / 32 bits at iteration 32."""
+    from analysis.common import load
+    df = load([str(DATA / "quickstart_strict"), str(DATA / "quickstart_op")])
+    fit = df[df["split"] == "train"].groupby(["model", "seed"])["accuracy"].max()
+    test = df[(df["split"] == "test") & (df["test_iters"] == 32)].set_index(["model", "seed", "difficulty"])["accuracy"]
+    for model, fits, at24, at32 in [("dt_l_strict", [95.4, 86.4, 87.8], [1.2, 7.2, 9.4], [0.2, 2.6, 2.0]),
+                                    ("dt_l_op", [100.0, 96.6, 93.8], [10.0, 8.8, 18.6], [0.8, 2.2, 6.4])]:
+        for seed in range(3):
+            assert round(fit[(model, seed)], 1) == fits[seed]
+            assert round(test[(model, seed, 24)], 1) == at24[seed]
+            assert round(test[(model, seed, 32)], 1) == at32[seed]
+    assert set(df["status"]) == {"ok"}
