@@ -181,3 +181,15 @@ def test_nonexpansive_dt_l_quickstart_recompute():
             assert round(test[(model, seed, 24)], 1) == at24[seed]
             assert round(test[(model, seed, 32)], 1) == at32[seed]
     assert set(df["status"]) == {"ok"}
+
+
+def test_mazes_dt_l_avx2_reevaluation_is_identical():
+    """docs/results/mazes_dt_l_cpu.md: two checkpoints evaluated again under ONEDNN_MAX_CPU_ISA=AVX2
+    give the native 33x33 curves exactly, at all 800 iterations."""
+    from analysis.common import load
+    key = ["model", "seed", "difficulty", "test_iters"]
+    native, avx2 = (load([str(DATA / name)]) for name in ("cpu_mazes_dt_l", "cpu_mazes_dt_l_avx2"))
+    avx2 = avx2[avx2["split"] == "test"].set_index(key)["accuracy"]
+    assert len(avx2) == 2 * 800 and set(avx2.index.get_level_values("difficulty")) == {33}
+    native = native[native["split"] == "test"].set_index(key)["accuracy"].loc[avx2.index]
+    assert (native == avx2).all()
