@@ -1,26 +1,24 @@
 """How big does a trained net's recurrent state get as it thinks longer? Read from checkpoints.
 
     python -m analysis.state_size CHECKPOINT [CHECKPOINT ...] [--difficulty 512] [--examples 20]
-        [--iterations 1000] [--marks 30 100 200 500 1000] [--lipschitz [--power-iterations 50]] [--data-root DIR]
-        [--format markdown|csv]
+        [--iterations 1000] [--marks 30 100 200 500 1000] [--lipschitz [--power-iterations 50]]
+        [--data-root DIR] [--format markdown|csv]
 
 Unlike the other analysis scripts this one reads trained weights, not results: CHECKPOINT is what
 `deepthink evaluate` takes (a checkpoint.pt, a directory holding one, a Ray trial directory). For
 the first --examples test examples of --difficulty (default: the trial's largest), it runs the
 recurrence to --iterations and reports at each mark the size of the state: per example the mean
 |state| over channels and positions, then the largest over the examples, and how many examples'
-states are no longer finite. A net whose state settles reads flat; one whose
-state grows without bound shows it long before it overflows — an overthinking curve in the results
-can be that. One thread, fp32 unless the trial trained in bf16 (its precision is kept).
+states are no longer finite. A net whose state settles reads flat; one whose state grows without
+bound shows it long before it overflows — an overthinking curve in the results can be that. One thread, fp32 unless the trial trained in bf16 (its precision is kept).
 
 --lipschitz adds, at each mark, one step's local Lipschitz constant at the state it reached: the
 largest singular value of d step(h) / dh (--power-iterations rounds on J^T J over the examples
 together, which for a step acting on each example alone is the largest over the examples; a lower
-bound, close after 50 rounds). Below 1: the step
-contracts every nearby pair of states there; above 1 some direction is stretched by one step,
-whatever a spectral norm promises (a settled state can still be stable: convergence needs the
-Jacobian's spectral radius below 1, not its largest singular value). docs/results/mazes_dt_l_cpu.md
-has DT-L maze nets measured with it, one whose state blew up.
+bound, close after 50 rounds). Below 1: the step contracts every nearby pair of states there; above
+1 some direction is stretched by one step, whatever a spectral norm promises (a settled state can
+still be stable: convergence needs the Jacobian's spectral radius below 1, not its largest singular
+value). docs/results/mazes_dt_l_cpu.md has DT-L maze nets measured with it, one whose state blew up.
 """
 from __future__ import annotations
 
@@ -106,31 +104,34 @@ def measure(path: str, *, difficulty: int | None, examples: int, iterations: int
              "examples": min(examples, len(x)), **r, "checkpoint": str(file)} for r in rows]
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    marks = sorted(df["iteration"].unique())
+def _table(df: pd.DataFrame, marks: list[int], cell) -> str:
+    """One markdown row per checkpoint, one column per mark; cell(row at that mark) -> text."""
     head = ("| model | width | seed | epochs | " + " | ".join(f"@{m}" for m in marks) + " |\n|---|---|---|---|"
             + "---|" * len(marks) + "\n")
     lines = []
     for (model, width, seed, epochs, _), g in df.groupby(["model", "width", "seed", "epochs", "checkpoint"],
                                                          sort=False):
-        cells = []
-        for m in marks:
-            r = g[g["iteration"] == m].iloc[0]
-            cell = f"{r['max_mean_abs']:.3g}"
-            if r["non_finite"]:
-                cell += f" ({r['non_finite']} of {r['examples']} non-finite)"
-            cells.append(cell)
-        lines.append(f"| {model} | {width} | {seed} | {epochs} | " + " | ".join(cells) + " |\n")
+        at = g.set_index("iteration")
+        lines.append(f"| {model} | {width} | {seed} | {epochs} | "
+                     + " | ".join(cell(at.loc[m]) for m in marks) + " |\n")
+    return head + "".join(lines)
+
+
+def _size_cell(r) -> str:
+    cell = f"{r['max_mean_abs']:.3g}"
+    if r["non_finite"]:
+        cell += f" ({r['non_finite']} of {r['examples']} non-finite)"
+    return cell
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    marks = sorted(df["iteration"].unique())
     first = df.iloc[0]
     text = (f"state size: largest per-example mean |state| over the first {first['examples']} test examples of "
-            f"difficulty {first['difficulty']}\n\n" + head + "".join(lines))
+            f"difficulty {first['difficulty']}\n\n" + _table(df, marks, _size_cell))
     if "lipschitz" in df:
-        lines = [f"| {model} | {width} | {seed} | {epochs} | "
-                 + " | ".join(f"{g[g['iteration'] == m]['lipschitz'].iloc[0]:.3g}" for m in marks) + " |\n"
-                 for (model, width, seed, epochs, _), g in df.groupby(["model", "width", "seed", "epochs", "checkpoint"],
-                                                                      sort=False)]
         text += ("\none step's local Lipschitz constant at the state reached (largest singular value of "
-                 "d step / d state; < 1: contracts there)\n\n" + head + "".join(lines))
+                 "d step / d state; < 1: contracts there)\n\n" + _table(df, marks, lambda r: f"{r['lipschitz']:.3g}"))
     return text
 
 
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.checkpoints:       # one bad checkpoint (or a feed-forward net) does not stop the rest
         try:
             rows += measure(path, difficulty=args.difficulty, examples=args.examples, iterations=iterations,
-                            marks=marks, data_root=resolve_data_root(args.data_root), lipschitz=args.power_iterations if args.lipschitz else 0)
+                            marks=marks, data_root=resolve_data_root(args.data_root),
+                            lipschitz=args.power_iterations if args.lipschitz else 0)
         except (AnalysisError, DataError) as e:
             print(f"analysis.state_size: error: {e}", file=sys.stderr)
             failed += 1
