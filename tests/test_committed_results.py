@@ -179,6 +179,13 @@ def test_nonexpansive_dt_l_quickstart_recompute():
             assert round(test[(model, seed, 24)], 1) == at24[seed]
             assert round(test[(model, seed, 32)], 1) == at32[seed]
     assert set(df["status"]) == {"ok"}
+    # seed 0 of each trained again under ONEDNN_MAX_CPU_ISA=AVX2: the same verdict
+    avx2 = load([str(DATA / "quickstart_strict_avx2"), str(DATA / "quickstart_op_avx2")])
+    fit = avx2[avx2["split"] == "train"].groupby("model")["accuracy"].max()
+    at24 = avx2[(avx2["split"] == "test") & (avx2["test_iters"] == 32) & (avx2["difficulty"] == 24)]
+    assert set(avx2["seed"]) == {0} and set(avx2["device"].str.contains("AVX2")) == {True}
+    assert round(fit["dt_l_strict"], 1) == 86.4 and round(fit["dt_l_op"], 1) == 99.6
+    assert at24.set_index("model")["accuracy"].round(1).to_dict() == {"dt_l_strict": 6.8, "dt_l_op": 8.8}
 
 
 def test_mazes_dt_l_avx2_reevaluation_is_identical():
