@@ -165,6 +165,21 @@ def test_mazes_dt_l_seeds_recompute():
     assert set(df["status"]) == {"ok"} and df["trial_id"].nunique() == 6
 
 
+def test_mazes_dt_l_baseline_rows_recompute():
+    """docs/results/mazes_dt_l_cpu.md's DT baseline row: seed 0, it fits 40% / 42% of its training
+    / val mazes at its training iteration count, overthinks, and solves no 33x33 or 59x59 maze."""
+    from analysis.common import load
+    df = load([str(DATA / "cpu_mazes_dt_l_extras")])
+    assert set(df["status"]) == {"ok"} and set(df["seed"]) == {0}
+    acc = df.set_index(["model", "split", "difficulty", "test_iters"])["accuracy"]
+    dt = acc.loc["dt_net"]
+    assert dt.loc[("train", 9)].max() == 40 and dt.loc[("val", 9)].max() == 42
+    assert dt.loc[("val", 9, 30)] == 42 and dt.loc[("val", 9, 100)] == 0
+    assert dt.loc[("test", 13)].max() == 5 and dt.loc[("test", 13)].idxmax() == 25
+    assert dt.loc[("test", 33)].max() == 0 and dt.loc[("test", 59)].max() == 0
+    assert len(dt.loc[("test", 59)]) == 800
+
+
 def test_nonexpansive_dt_l_quickstart_recompute():
     """docs/models.md's table for dt_l_strict and dt_l_op on the quickstart recipe: per seed, best
     training accuracy and 24 / 32 bits at iteration 32."""
