@@ -180,6 +180,17 @@ def test_mazes_dt_l_baseline_rows_recompute():
     assert len(dt.loc[("test", 59)]) == 800
 
 
+def test_mazes_dt_l_seed2_paper_recipe_diverged():
+    """docs/results/mazes_dt_l_cpu.md: DT-L seed 2 with alpha 0.5 and 3 warm-up epochs diverged in
+    epoch 3; the rows are epoch 2's weights, marked diverged, and solve no 33x33 maze."""
+    from analysis.common import load
+    df = load([str(DATA / "cpu_mazes_dt_l_probe_alpha")])
+    assert set(df["status"]) == {"diverged"} and set(df["epochs_completed"]) == {2}
+    assert set(df["alpha"]) == {0.5} and set(df["seed"]) == {2}
+    test = df[df["split"] == "test"]
+    assert set(test["difficulty"]) == {33} and len(test) == 800 and test["accuracy"].max() == 0
+
+
 def test_nonexpansive_dt_l_quickstart_recompute():
     """docs/models.md's table for dt_l_strict and dt_l_op on the quickstart recipe: per seed, best
     training accuracy and 24 / 32 bits at iteration 32."""
