@@ -166,8 +166,9 @@ def test_mazes_dt_l_seeds_recompute():
 
 
 def test_mazes_dt_l_baseline_rows_recompute():
-    """docs/results/mazes_dt_l_cpu.md's DT baseline row: seed 0, it fits 40% / 42% of its training
-    / val mazes at its training iteration count, overthinks, and solves no 33x33 or 59x59 maze."""
+    """docs/results/mazes_dt_l_cpu.md's DT and FF baseline rows, seed 0: DT fits 40% / 42% of its
+    training / val mazes at its training iteration count, overthinks, and solves no 33x33 or 59x59
+    maze; FF fits 9x9 and solves 71% of 13x13, 1% of 33x33, none of 59x59."""
     from analysis.common import load
     df = load([str(DATA / "cpu_mazes_dt_l_extras")])
     assert set(df["status"]) == {"ok"} and set(df["seed"]) == {0}
@@ -178,6 +179,10 @@ def test_mazes_dt_l_baseline_rows_recompute():
     assert dt.loc[("test", 13)].max() == 5 and dt.loc[("test", 13)].idxmax() == 25
     assert dt.loc[("test", 33)].max() == 0 and dt.loc[("test", 59)].max() == 0
     assert len(dt.loc[("test", 59)]) == 800
+    ff = acc.loc["ff_net"]                     # fits 9x9, no iterations beyond its 30 blocks
+    assert ff.loc[("val", 9, 30)] == 99 and ff.loc[("test", 13, 30)] == 71
+    assert ff.loc[("test", 33)].max() == 1 and ff.loc[("test", 59)].max() == 0
+    assert ff.index.get_level_values("test_iters").max() == 30
 
 
 def test_mazes_dt_l_seed2_paper_recipe_diverged():
