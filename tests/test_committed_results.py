@@ -196,6 +196,16 @@ def test_mazes_dt_l_seed2_paper_recipe_diverged():
     assert set(test["difficulty"]) == {33} and len(test) == 800 and test["accuracy"].max() == 0
 
 
+def test_mazes_dt_l_seed3_diverged():
+    """docs/results/mazes_dt_l_cpu.md: DT-L seed 3 diverged in epoch 3; its rows (epoch 2's weights,
+    evaluated to iteration 100) are marked diverged and solve no test maze."""
+    from analysis.common import load
+    df = load([str(DATA / "cpu_mazes_dt_l_more")])
+    assert set(df["status"]) == {"diverged"} and set(df["epochs_completed"]) == {2}
+    assert set(zip(df["model"], df["seed"])) == {("dt_l_relu_gn", 3)} and df["test_iters"].max() == 100
+    assert df[df["split"] == "test"]["accuracy"].max() == 0 and df["accuracy"].max() == 1
+
+
 def test_nonexpansive_dt_l_quickstart_recompute():
     """docs/models.md's table for dt_l_strict and dt_l_op on the quickstart recipe: per seed, best
     training accuracy and 24 / 32 bits at iteration 32."""
