@@ -10,7 +10,8 @@ the first --examples test examples of --difficulty (default: the trial's largest
 recurrence to --iterations and reports at each mark the size of the state: per example the mean
 |state| over channels and positions, then the largest over the examples, and how many examples'
 states are no longer finite. A net whose state settles reads flat; one whose state grows without
-bound shows it long before it overflows — an overthinking curve in the results can be that. One thread, fp32 unless the trial trained in bf16 (its precision is kept).
+bound shows it long before it overflows — an overthinking curve in the results can be that. One
+thread, fp32 unless the trial trained in bf16 (its precision is kept).
 
 --lipschitz adds, at each mark, one step's local Lipschitz constant at the state it reached: the
 largest singular value of d step(h) / dh (--power-iterations rounds on J^T J over the examples
