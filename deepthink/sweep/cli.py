@@ -148,8 +148,8 @@ def _dry_run(sweep, trials, uri, address, max_concurrent) -> int:
     if problem:
         print(f"warning: {problem}")
     from deepthink.sweep.lock import running_driver
-    if running_driver(uri):
-        print(f"note: a driver is running this sweep now ({running_driver(uri).describe()}); a real run "
+    if driver := running_driver(uri):       # read the lock once: the driver can end between two reads
+        print(f"note: a driver is running this sweep now ({driver.describe()}); a real run "
               f"beside it is refused (--wait waits for it)")
     elif state.has_ray_state(uri):
         print(f"note: {uri} already holds this sweep's Ray state: run with --resume to finish it")
