@@ -18,6 +18,12 @@ DATA = Path(__file__).resolve().parent.parent / "docs" / "results" / "data"
 DIRS = sorted(p for p in DATA.iterdir() if p.is_dir()) if DATA.exists() else []
 
 
+def _load(*names):
+    """The committed directories `names`, read as the analysis scripts read them (analysis.common.load)."""
+    from analysis.common import load
+    return load([str(DATA / name) for name in names])
+
+
 @pytest.mark.parametrize("path", DIRS, ids=[p.name for p in DIRS])
 def test_committed_results_follow_the_contract(path):
     df = read_results(str(path))
@@ -70,9 +76,8 @@ def test_dt_l_vs_dt_recall_seed_verdicts_recompute():
     """docs/results/prefix_sums_dt_l_cpu.md: on 512 bits, DT-L holds >= 99% from 230-270 on every
     seed (10 of 10), DT-Recall from 142-196 on 7 of 10; seed 2 is flat at 1.4%, seed 4 overthinks,
     seed 8 never fit its training strings."""
-    from analysis.common import load
     from analysis.stability import stability
-    df = load([str(DATA / "cpu_prefix_sums_dt_l")])
+    df = _load("cpu_prefix_sums_dt_l")
     t, _ = stability(df, difficulty=512, threshold=99, start=300, end=1000)
     v = t.set_index(["model", "seed"])
     gn = v.loc["dt_l_relu_gn"]
@@ -94,12 +99,11 @@ def test_dt_l_vs_dt_recall_seed_verdicts_recompute():
 def test_lambda_init_probe_recomputes():
     """docs/results/prefix_sums_dt_l_cpu.md, the lambda_0 experiment on seed 0 (100 strings, to
     iteration 500): 0.5 (the sweep's net) holds 512 bits from 271, 0.7 from 224, 0.9 never learns."""
-    from analysis.common import load
     from analysis.stability import stability
     got = {}
     for lam0, name in ((0.5, "cpu_prefix_sums_dt_l_eval100_native"), (0.7, "cpu_prefix_sums_dt_l_lam07"),
                        (0.9, "cpu_prefix_sums_dt_l_lam09")):
-        df = load([str(DATA / name)])
+        df = _load(name)
         df = df[(df["model"] == "dt_l_relu_gn") & (df["seed"] == 0)]
         t, _ = stability(df, difficulty=512, threshold=99, start=200, end=500)
         assert len(t) == 1 and set(df["n_examples"].dropna()) == {100}
@@ -113,9 +117,8 @@ def test_part2_checkpoints_evaluate_the_same_under_avx2():
     natively and under ONEDNN_MAX_CPU_ISA=AVX2, at every iteration of every split, and the files say
     which path each side took."""
     from analysis.agreement import agreement
-    from analysis.common import load
-    native = load([str(DATA / "cpu_prefix_sums_dt_l_eval100_native")])
-    avx2 = load([str(DATA / "cpu_prefix_sums_dt_l_eval100_avx2")])
+    native = _load("cpu_prefix_sums_dt_l_eval100_native")
+    avx2 = _load("cpu_prefix_sums_dt_l_eval100_avx2")
     table, only = agreement(native, avx2, labels=("native", "avx2"))
     assert only == {"only_a": [], "only_b": []} and len(table) == 5 * 5       # 5 trials x 5 curves
     assert (table["differ"] == 0).all() and set(native["n_examples"]) == {100}
@@ -130,10 +133,9 @@ def test_part2_seeds_trained_under_avx2_keep_their_verdicts():
     ONEDNN_MAX_CPU_ISA=AVX2 take other trajectories (their curves differ from the native twins') and
     keep their verdicts: DT-L holds 512 bits from 262 (native 270), DT-Recall overthinks."""
     from analysis.agreement import agreement
-    from analysis.common import load
     from analysis.stability import stability
-    avx2 = load([str(DATA / "cpu_prefix_sums_dt_l_avx2")])
-    native = load([str(DATA / "cpu_prefix_sums_dt_l")])
+    avx2 = _load("cpu_prefix_sums_dt_l_avx2")
+    native = _load("cpu_prefix_sums_dt_l")
     t, _ = stability(avx2, difficulty=512, threshold=99, start=300, end=1000)
     v = t.set_index(["model", "seed"])
     assert sorted(v.index) == [("dt_l_relu_gn", 0), ("dt_recall", 4)]
@@ -148,9 +150,8 @@ def test_part2_seeds_trained_under_avx2_keep_their_verdicts():
 
 def test_mazes_dt_l_seeds_recompute():
     """docs/results/mazes_dt_l_cpu.md's per-seed numbers (3 seeds of each model) and verdicts."""
-    from analysis.common import load
     from analysis.stability import stability
-    df = load([str(DATA / "cpu_mazes_dt_l")])
+    df = _load("cpu_mazes_dt_l")
     acc = df[df["split"] == "test"].set_index(["model", "seed", "difficulty", "test_iters"])["accuracy"]
     at800 = {"dt_l_relu_gn": {13: [100, 98, 0], 33: [77, 83, 0], 59: [5, 65, 0]},
              "dt_recall": {13: [100, 99, 100], 33: [43, 100, 100], 59: [7, 95, 99]}}
@@ -169,8 +170,7 @@ def test_mazes_dt_l_baseline_rows_recompute():
     """docs/results/mazes_dt_l_cpu.md's DT and FF baseline rows, seed 0: DT fits 40% / 42% of its
     training / val mazes at its training iteration count, overthinks, and solves no 33x33 or 59x59
     maze; FF fits 9x9 and solves 71% of 13x13, 1% of 33x33, none of 59x59."""
-    from analysis.common import load
-    df = load([str(DATA / "cpu_mazes_dt_l_extras")])
+    df = _load("cpu_mazes_dt_l_extras")
     assert set(df["status"]) == {"ok"} and set(df["seed"]) == {0}
     acc = df.set_index(["model", "split", "difficulty", "test_iters"])["accuracy"]
     dt = acc.loc["dt_net"]
@@ -188,8 +188,7 @@ def test_mazes_dt_l_baseline_rows_recompute():
 def test_mazes_dt_l_seed2_paper_recipe_diverged():
     """docs/results/mazes_dt_l_cpu.md: DT-L seed 2 with alpha 0.5 and 3 warm-up epochs diverged in
     epoch 3; the rows are epoch 2's weights, marked diverged, and solve no 33x33 maze."""
-    from analysis.common import load
-    df = load([str(DATA / "cpu_mazes_dt_l_probe_alpha")])
+    df = _load("cpu_mazes_dt_l_probe_alpha")
     assert set(df["status"]) == {"diverged"} and set(df["epochs_completed"]) == {2}
     assert set(df["alpha"]) == {0.5} and set(df["seed"]) == {2}
     test = df[df["split"] == "test"]
@@ -199,8 +198,7 @@ def test_mazes_dt_l_seed2_paper_recipe_diverged():
 def test_mazes_dt_l_seed3_diverged():
     """docs/results/mazes_dt_l_cpu.md: DT-L seed 3 diverged in epoch 3; its rows (epoch 2's weights,
     evaluated to iteration 100) are marked diverged and solve no test maze."""
-    from analysis.common import load
-    df = load([str(DATA / "cpu_mazes_dt_l_more")])
+    df = _load("cpu_mazes_dt_l_more")
     assert set(df["status"]) == {"diverged"} and set(df["epochs_completed"]) == {2}
     assert set(zip(df["model"], df["seed"])) == {("dt_l_relu_gn", 3)} and df["test_iters"].max() == 100
     assert df[df["split"] == "test"]["accuracy"].max() == 0 and df["accuracy"].max() == 1
@@ -209,8 +207,7 @@ def test_mazes_dt_l_seed3_diverged():
 def test_nonexpansive_dt_l_quickstart_recompute():
     """docs/models.md's table for dt_l_strict and dt_l_op on the quickstart recipe: per seed, best
     training accuracy and 24 / 32 bits at iteration 32."""
-    from analysis.common import load
-    df = load([str(DATA / "quickstart_strict"), str(DATA / "quickstart_op")])
+    df = _load("quickstart_strict", "quickstart_op")
     fit = df[df["split"] == "train"].groupby(["model", "seed"])["accuracy"].max()
     test = df[(df["split"] == "test") & (df["test_iters"] == 32)].set_index(["model", "seed", "difficulty"])["accuracy"]
     for model, fits, at24, at32 in [("dt_l_strict", [95.4, 86.4, 87.8], [1.2, 7.2, 9.4], [0.2, 2.6, 2.0]),
@@ -221,7 +218,7 @@ def test_nonexpansive_dt_l_quickstart_recompute():
             assert round(test[(model, seed, 32)], 1) == at32[seed]
     assert set(df["status"]) == {"ok"}
     # seed 0 of each trained again under ONEDNN_MAX_CPU_ISA=AVX2: the same verdict
-    avx2 = load([str(DATA / "quickstart_strict_avx2"), str(DATA / "quickstart_op_avx2")])
+    avx2 = _load("quickstart_strict_avx2", "quickstart_op_avx2")
     fit = avx2[avx2["split"] == "train"].groupby("model")["accuracy"].max()
     at24 = avx2[(avx2["split"] == "test") & (avx2["test_iters"] == 32) & (avx2["difficulty"] == 24)]
     assert set(avx2["seed"]) == {0} and set(avx2["device"].str.contains("AVX2")) == {True}
@@ -232,9 +229,8 @@ def test_nonexpansive_dt_l_quickstart_recompute():
 def test_mazes_dt_l_avx2_reevaluation_is_identical():
     """docs/results/mazes_dt_l_cpu.md: two checkpoints evaluated again under ONEDNN_MAX_CPU_ISA=AVX2
     give the native 33x33 curves exactly, at all 800 iterations."""
-    from analysis.common import load
     key = ["model", "seed", "difficulty", "test_iters"]
-    native, avx2 = (load([str(DATA / name)]) for name in ("cpu_mazes_dt_l", "cpu_mazes_dt_l_avx2"))
+    native, avx2 = (_load(name) for name in ("cpu_mazes_dt_l", "cpu_mazes_dt_l_avx2"))
     avx2 = avx2[avx2["split"] == "test"].set_index(key)["accuracy"]
     assert len(avx2) == 2 * 800 and set(avx2.index.get_level_values("difficulty")) == {33}
     native = native[native["split"] == "test"].set_index(key)["accuracy"].loc[avx2.index]
