@@ -328,3 +328,47 @@ def test_summary_estimates_time_left_from_trials_timed_in_this_driver(tmp_path, 
     p.n_trials = 8                                         # 3 not created yet by Tune: pending too
     assert p.summary([a, b] + running).startswith("== 8 trials: 5 pending, 1 running, 2 done (2 ok, 0 diverged)")
     assert "about 55 min left" in p.summary([a, b] + running)     # 5 x 600 + 300 s
+
+
+def test_time_left_is_estimated_per_kind_of_trial(tmp_path, monkeypatch):
+    """The demo's sweep mixes a fast recurrent net and a slow feed-forward one: each pending or
+    running trial is expected to take the mean of its own kind (model, width, iterations), not the
+    mean of all; a running trial past its estimate is said, not counted as done."""
+    from types import SimpleNamespace as NS
+
+    from deepthink.config import DataConfig, TestConfig, TrainConfig, TrialConfig
+    from deepthink.sweep.progress import SweepProgress
+    clock = [0.0]
+    monkeypatch.setattr("deepthink.sweep.progress.time.monotonic", lambda: clock[0])
+    p = SweepProgress(str(tmp_path / "s"), 2)
+    p.setup()
+
+    def trial(tid, model, seed, status="RUNNING"):
+        cfg = TrialConfig(sweep="s", task="prefix_sums", model=model, width=8, max_iters=4, depth=20, seed=seed,
+                          data=DataConfig(train=8), train=TrainConfig(), test=TestConfig())
+        return NS(trial_id=tid, status=status, config={"trial": cfg.to_dict()}, last_result={}, num_failures=0)
+
+    def run(t, start, end):
+        clock[0] = start
+        p.on_trial_start(0, [], t)
+        p.on_trial_result(0, [], t, {"epoch": 1})
+        clock[0] = end
+        t.status, t.last_result = "TERMINATED", {"outcome": "ok", "epochs_completed": 1, "rows": 1}
+        p.on_trial_complete(0, [], t)
+
+    fast, slow = trial("t_0", "dt_recall", 0), trial("t_1", "ff_net", 0)
+    run(fast, 0.0, 100.0)
+    run(slow, 100.0, 400.0)                                 # dt_recall 100 s, ff_net 300 s
+    pending = [trial("t_2", "ff_net", 1, "PENDING"), trial("t_3", "ff_net", 2, "PENDING")]
+    line = p.summary([fast, slow] + pending)
+    # 2 ff_net x 300 s (not 2 x the overall mean of 200 s), over 1 (no trial running)
+    assert line.endswith("; about 10 min left (1.7-5.0 min per trial by model and size, 2 timed here)"), line
+    running = trial("t_4", "dt_recall", 1)
+    p.on_trial_start(0, [], running)                        # at 400 s
+    clock[0] = 450.0                                        # 50 s in, 50 s left of dt_recall's 100 s
+    line = p.summary([fast, slow, running] + pending)
+    assert "about 650 s left" not in line and "about 11 min left" in line, line    # (600 + 50) / 1
+    clock[0] = 700.0                                        # 300 s in: past its 100 s estimate
+    line = p.summary([fast, slow, running] + pending)
+    assert line.endswith("2 timed here; 1 running past its estimate)"), line
+    assert "about 10 min left" in line, line                # the pending ff_nets only

@@ -55,9 +55,13 @@ class SweepProgress(Callback):
         # For the time-left estimate, this driver's own measurements (monotonic clock: not carried
         # over by --resume): when each trial started here, and the wall time of every trial that
         # ran here from its first epoch to its end (a trial resumed from a checkpoint is not one).
+        # Durations are kept by kind (model, width, iterations: what sets a trial's cost; seeds and
+        # learning rates do not), so a sweep of fast and slow models (the demo's DT-L and FF) is not
+        # estimated from one mean.
         self._started: dict[str, float] = {}
         self._whole: set[str] = set()
-        self._durations: list[float] = []
+        self._durations: dict[tuple | None, list[float]] = {}
+        self._kinds: dict[str, tuple | None] = {}
 
     def __getstate__(self):
         return {**self.__dict__, "storage_error": None}
@@ -108,20 +112,49 @@ class SweepProgress(Callback):
     def _name(trial) -> str:
         return trial_from_tune(trial.config).trial_name if trial.config.get("trial") else trial.trial_id
 
-    def time_left(self, pending: int, running: list) -> str | None:
-        """'about 3.4 h left' from the mean wall time of the trials that ran whole in this driver:
-        the pending trials' share plus what the running ones have left of that mean, spread over
-        the trials running at once. None before a trial has finished here, or with nothing left.
-        Rough where trials differ (models, widths): it says so with 'about'."""
-        if not self._durations or not (pending or running):
+    def _kind(self, trial) -> tuple | None:
+        """What sets a trial's cost: (model, width, max_iters); None for a trial without a config."""
+        if trial.trial_id not in self._kinds:
+            kind = None
+            if trial.config.get("trial"):
+                t = trial_from_tune(trial.config)
+                kind = (t.model, t.width, t.max_iters)
+            self._kinds[trial.trial_id] = kind
+        return self._kinds[trial.trial_id]
+
+    def time_left(self, pending: int, running: list, pending_trials: list = ()) -> str | None:
+        """'about 3.4 h left' from the wall times of the trials that ran whole in this driver: each
+        pending or running trial is expected to take the mean of the timed trials of its kind
+        (model, width, iterations), or of all timed trials where none of its kind has finished; the
+        pending trials' share plus what the running ones have left, spread over the trials running
+        at once. `pending` counts every pending trial, `pending_trials` those Tune has created (their
+        kind is known). None before a trial has finished here, or with nothing left. Rough: it says
+        so with 'about', and says how many running trials are past their estimate."""
+        timed = [d for ds in self._durations.values() for d in ds]
+        if not timed or not (pending or running):
             return None
-        mean = sum(self._durations) / len(self._durations)
+        overall = sum(timed) / len(timed)
+        means = {k: sum(ds) / len(ds) for k, ds in self._durations.items()}
+
+        def expected(trial) -> float:
+            return means.get(self._kind(trial), overall)
+
         now = time.monotonic()
-        work = pending * mean + sum(max(mean - (now - self._started.get(t.trial_id, now)), 0.0) for t in running)
+        known = list(pending_trials)[:pending]
+        work = sum(expected(t) for t in known) + (pending - len(known)) * overall
+        late = 0
+        for t in running:
+            rest = expected(t) - (now - self._started.get(t.trial_id, now))
+            late += rest < 0
+            work += max(rest, 0.0)
         seconds = work / max(len(running), 1)
         left = (f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90
                 else f"{seconds:.0f} s")
-        return f"about {left} left ({mean / 60:.1f} min per trial, {len(self._durations)} timed here)"
+        lo, hi = min(means.values()), max(means.values())
+        per = (f"{overall / 60:.1f} min per trial" if hi - lo < 0.05 * hi
+               else f"{lo / 60:.1f}-{hi / 60:.1f} min per trial by model and size")
+        past = f"; {late} running past {'its' if late == 1 else 'their'} estimate" if late else ""
+        return f"about {left} left ({per}, {len(timed)} timed here{past})"
 
     def summary(self, trials, final: bool = False) -> str:
         by = {s: [t for t in trials if t.status == s] for s in ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")}
@@ -136,7 +169,7 @@ class SweepProgress(Callback):
                 f"{len(by['RUNNING'])} running, {len(done)} done ({len(done) - diverged - early} ok, "
                 f"{diverged} diverged{f', {early} stopped early' if early else ''}), {len(by['ERROR'])} failed"
                 + (f", {interrupted} interrupted" if interrupted else "")
-                + ("" if final or not (left := self.time_left(pending, by["RUNNING"]))
+                + ("" if final or not (left := self.time_left(pending, by["RUNNING"], by["PENDING"] + by["PAUSED"]))
                    else f"; {left}"))
 
     # -- Tune hooks -------------------------------------------------------------------------------
@@ -163,7 +196,7 @@ class SweepProgress(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         r = trial.last_result
         if trial.trial_id in self._whole and trial.trial_id in self._started:
-            self._durations.append(time.monotonic() - self._started[trial.trial_id])
+            self._durations.setdefault(self._kind(trial), []).append(time.monotonic() - self._started[trial.trial_id])
         if r.get("outcome") == "written_before":
             self.emit(f"done   {trial.trial_id} {self._name(trial)}: its results were already written")
             return
