@@ -174,7 +174,7 @@ def test_mazes_dt_l_baseline_rows_recompute():
     maze; FF fits 9x9 and solves 71% of 13x13, 1% of 33x33, none of 59x59."""
     df = _load("cpu_mazes_dt_l_extras")
     assert set(df["status"]) == {"ok"} and set(df["seed"]) == {0}
-    acc = df.set_index(["model", "split", "difficulty", "test_iters"])["accuracy"]
+    acc = df.set_index(["model", "split", "difficulty", "test_iters"])["accuracy"].sort_index()
     dt = acc.loc["dt_net"]
     assert dt.loc[("train", 9)].max() == 40 and dt.loc[("val", 9)].max() == 42
     assert dt.loc[("val", 9, 30)] == 42 and dt.loc[("val", 9, 100)] == 0
