@@ -237,3 +237,18 @@ def test_mazes_dt_l_avx2_reevaluation_is_identical():
     assert len(avx2) == 2 * 800 and set(avx2.index.get_level_values("difficulty")) == {33}
     native = native[native["split"] == "test"].set_index(key)["accuracy"].loc[avx2.index]
     assert (native == avx2).all()
+
+
+def test_prefix_sums_dt_l_amd_zen3_recomputes():
+    """docs/results/prefix_sums_dt_l_cpu.md, trained on an AVX2-only AMD EPYC (Zen 3): DT-L seeds 0
+    and 1 fit and hold 100% on 512 bits from iterations 282 and 231 to 1000 (Xeon: 270, 235), at
+    0.0% and 10.6% at iteration 200."""
+    from analysis.stability import stability
+    df = _load("cpu_prefix_sums_dt_l_amd_zen3")
+    assert set(df["model"]) == {"dt_l_relu_gn"} and sorted(df["seed"].unique()) == [0, 1]
+    assert set(df["status"]) == {"ok"} and df["device"].str.contains("AMD EPYC").all()
+    t, _ = stability(df, difficulty=512, threshold=99, start=300, end=1000)
+    assert list(t["verdict"]) == ["reaches", "reaches"] and list(t["holds_from"]) == [282, 231]
+    assert list(t["fit"]) == [100.0, 100.0] and list(t["min"]) == [100.0, 100.0]
+    at200 = df[(df.split == "test") & (df.difficulty == 512) & (df.test_iters == 200)].sort_values("seed")
+    assert list(at200["accuracy"]) == [0.0, 10.6]
