@@ -332,7 +332,7 @@ def test_summary_estimates_time_left_from_trials_timed_in_this_driver(tmp_path, 
 
 def test_time_left_is_estimated_per_kind_of_trial(tmp_path, monkeypatch):
     """The demo's sweep mixes a fast recurrent net and a slow feed-forward one: each pending or
-    running trial is expected to take the mean of its own kind (model, width, iterations), not the
+    running trial is expected to take the mean of its own kind (model, width, iterations, alpha), not the
     mean of all; a running trial past its estimate is said, not counted as done."""
     from types import SimpleNamespace as NS
 

@@ -55,9 +55,9 @@ class SweepProgress(Callback):
         # For the time-left estimate, this driver's own measurements (monotonic clock: not carried
         # over by --resume): when each trial started here, and the wall time of every trial that
         # ran here from its first epoch to its end (a trial resumed from a checkpoint is not one).
-        # Durations are kept by kind (model, width, iterations: what sets a trial's cost; seeds and
-        # learning rates do not), so a sweep of fast and slow models (the demo's DT-L and FF) is not
-        # estimated from one mean.
+        # Durations are kept by kind (model, width, iterations, alpha: what sets a trial's cost;
+        # seeds and learning rates do not; alpha < 1 adds a full-length pass with autograd), so a
+        # sweep of fast and slow models (the demo's DT-L and FF) is not estimated from one mean.
         self._started: dict[str, float] = {}
         self._whole: set[str] = set()
         self._durations: dict[tuple | None, list[float]] = {}
@@ -113,19 +113,19 @@ class SweepProgress(Callback):
         return trial_from_tune(trial.config).trial_name if trial.config.get("trial") else trial.trial_id
 
     def _kind(self, trial) -> tuple | None:
-        """What sets a trial's cost: (model, width, max_iters); None for a trial without a config."""
+        """What sets a trial's cost: (model, width, max_iters, alpha); None for a trial without a config."""
         if trial.trial_id not in self._kinds:
             kind = None
             if trial.config.get("trial"):
                 t = trial_from_tune(trial.config)
-                kind = (t.model, t.width, t.max_iters)
+                kind = (t.model, t.width, t.max_iters, t.train.alpha)
             self._kinds[trial.trial_id] = kind
         return self._kinds[trial.trial_id]
 
     def time_left(self, pending: int, running: list, pending_trials: list = ()) -> str | None:
         """'about 3.4 h left' from the wall times of the trials that ran whole in this driver: each
         pending or running trial is expected to take the mean of the timed trials of its kind
-        (model, width, iterations), or of all timed trials where none of its kind has finished; the
+        (model, width, iterations, alpha), or of all timed trials where none of its kind has finished; the
         pending trials' share plus what the running ones have left, spread over the trials running
         at once. `pending` counts every pending trial, `pending_trials` those Tune has created (their
         kind is known). None before a trial has finished here, or with nothing left. Rough: it says
