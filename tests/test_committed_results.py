@@ -252,3 +252,17 @@ def test_prefix_sums_dt_l_amd_zen3_recomputes():
     assert list(t["fit"]) == [100.0, 100.0] and list(t["min"]) == [100.0, 100.0]
     at200 = df[(df.split == "test") & (df.difficulty == 512) & (df.test_iters == 200)].sort_values("seed")
     assert list(at200["accuracy"]) == [0.0, 10.6]
+
+
+def test_prefix_sums_dt_recall_seed4_amd_zen3_fails_again():
+    """docs/results/prefix_sums_dt_l_cpu.md: DT-Recall seed 4 trained on the AMD EPYC (Zen 3), 100
+    strings per size: fits, then overthinks on 48 / 128 bits (100 -> 85, 94 -> 71) and never reaches
+    99% on 512 bits (best 51% at 434, 43% at 1000), as on the Xeon."""
+    df = _load("cpu_prefix_sums_dt_l_amd_zen3_eval100")
+    assert set(df["model"]) == {"dt_recall"} and set(df["seed"]) == {4} and set(df["n_examples"]) == {100}
+    test = df[df["split"] == "test"].set_index(["difficulty", "test_iters"])["accuracy"].sort_index()
+    for bits, peak, at, last in ((48, 100.0, 16, 85.0), (128, 94.0, 42, 71.0), (512, 51.0, 434, 43.0)):
+        curve = test.loc[bits]
+        assert (curve.max(), curve.idxmax(), curve.loc[1000]) == (peak, at, last), bits
+    fit = df[(df["split"] == "train") & (df["test_iters"] == 30)]["accuracy"]
+    assert list(fit) == [100.0]
