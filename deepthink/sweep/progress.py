@@ -125,8 +125,8 @@ class SweepProgress(Callback):
     def time_left(self, pending: int, running: list, pending_trials: list = ()) -> str | None:
         """'about 3.4 h left' from the wall times of the trials that ran whole in this driver: each
         pending or running trial is expected to take the mean of the timed trials of its kind
-        (model, width, iterations, alpha), or of all timed trials where none of its kind has finished; the
-        pending trials' share plus what the running ones have left, spread over the trials running
+        (model, width, iterations, alpha), or of all timed trials where none of its kind has
+        finished; the pending trials' share plus what the running ones have left, spread over the trials running
         at once. `pending` counts every pending trial, `pending_trials` those Tune has created (their
         kind is known). None before a trial has finished here, or with nothing left. Rough: it says
         so with 'about', and says how many running trials are past their estimate."""
@@ -169,7 +169,8 @@ class SweepProgress(Callback):
                 f"{len(by['RUNNING'])} running, {len(done)} done ({len(done) - diverged - early} ok, "
                 f"{diverged} diverged{f', {early} stopped early' if early else ''}), {len(by['ERROR'])} failed"
                 + (f", {interrupted} interrupted" if interrupted else "")
-                + ("" if final or not (left := self.time_left(pending, by["RUNNING"], by["PENDING"] + by["PAUSED"]))
+                + ("" if final
+                   or not (left := self.time_left(pending, by["RUNNING"], by["PENDING"] + by["PAUSED"]))
                    else f"; {left}"))
 
     # -- Tune hooks -------------------------------------------------------------------------------
@@ -196,7 +197,8 @@ class SweepProgress(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         r = trial.last_result
         if trial.trial_id in self._whole and trial.trial_id in self._started:
-            self._durations.setdefault(self._kind(trial), []).append(time.monotonic() - self._started[trial.trial_id])
+            took = time.monotonic() - self._started[trial.trial_id]
+            self._durations.setdefault(self._kind(trial), []).append(took)
         if r.get("outcome") == "written_before":
             self.emit(f"done   {trial.trial_id} {self._name(trial)}: its results were already written")
             return
